@@ -1,0 +1,212 @@
+// The icap_server_* and icap_service_* C functions: argument checks and
+// state checks; no exception leaves them.
+#include <chrono>
+#include <cstring>
+#include <new>
+
+#include "server/server.hpp"
+
+namespace icap::detail {
+int server_listen(icap_server *srv, const char *host, int port);
+int server_run(icap_server *srv);
+void server_stop(icap_server *srv);
+}  // namespace icap::detail
+
+namespace {
+
+bool configurable(const icap_server *srv) { return srv && srv->state.load() == icap_server::kNew; }
+
+bool valid_text(const char *s) {
+  if (!s) return false;
+  for (; *s; s++)
+    if (*s == '\r' || *s == '\n') return false;
+  return true;
+}
+
+// A default ISTag: unique per service and start, at most 30 characters.
+std::string default_istag(const std::string &name) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of the name
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  char buf[40];
+  snprintf(buf, sizeof buf, "LI-%08x-%08x", static_cast<unsigned>(h),
+           static_cast<unsigned>(now));
+  return buf;
+}
+
+}  // namespace
+
+extern "C" {
+
+int icap_server_new(icap_server **out) {
+  if (!out) return ICAP_EINVAL;
+  *out = new (std::nothrow) icap_server();
+  return *out ? 0 : ICAP_ENOMEM;
+}
+
+void icap_server_free(icap_server *srv) {
+  if (!srv) return;
+  delete srv;
+}
+
+int icap_server_set_workers(icap_server *srv, unsigned workers) {
+  if (!srv || workers > 1024) return ICAP_EINVAL;
+  if (!configurable(srv)) return ICAP_ESTATE;
+  srv->workers = workers;
+  return 0;
+}
+
+int icap_server_set_limit(icap_server *srv, icap_limit which, uint64_t value) {
+  if (!srv || which < 0 || which >= ICAP_LIMIT_COUNT_) return ICAP_EINVAL;
+  if (!configurable(srv)) return ICAP_ESTATE;
+  if (value == 0) return ICAP_EINVAL;
+  srv->limits.v[which] = value;
+  return 0;
+}
+
+uint64_t icap_server_get_limit(const icap_server *srv, icap_limit which) {
+  if (!srv || which < 0 || which >= ICAP_LIMIT_COUNT_) return 0;
+  return srv->limits.v[which];
+}
+
+int icap_server_set_server_header(icap_server *srv, const char *value) {
+  if (!srv || !valid_text(value) || !*value) return ICAP_EINVAL;
+  if (!configurable(srv)) return ICAP_ESTATE;
+  srv->server_header = value;
+  return 0;
+}
+
+int icap_server_set_log(icap_server *srv, icap_log_level min_level, icap_log_cb cb, void *user) {
+  if (!srv) return ICAP_EINVAL;
+  if (!configurable(srv)) return ICAP_ESTATE;
+  srv->log_cb = cb;
+  srv->log_user = user;
+  srv->log_level = min_level;
+  return 0;
+}
+
+int icap_server_listen(icap_server *srv, const char *host, int port) {
+  if (!srv || port < 0 || port > 65535) return ICAP_EINVAL;
+  if (!configurable(srv)) return ICAP_ESTATE;
+  try {
+    return icap::detail::server_listen(srv, host, port);
+  } catch (const std::bad_alloc &) {
+    return ICAP_ENOMEM;
+  }
+}
+
+int icap_server_port(const icap_server *srv, unsigned idx) {
+  if (!srv) return ICAP_EINVAL;
+  if (idx >= srv->listeners.size()) return ICAP_ENOENT;
+  return srv->listeners[idx].port;
+}
+
+int icap_server_run(icap_server *srv) {
+  if (!srv) return ICAP_EINVAL;
+  if (srv->listeners.empty()) return ICAP_ESTATE;
+  int expected = icap_server::kNew;
+  if (!srv->state.compare_exchange_strong(expected, icap_server::kRunning)) return ICAP_ESTATE;
+  int rc;
+  try {
+    rc = icap::detail::server_run(srv);
+  } catch (const std::bad_alloc &) {
+    rc = ICAP_ENOMEM;
+  } catch (...) {
+    rc = ICAP_EIO;
+  }
+  srv->state.store(icap_server::kDone);
+  return rc;
+}
+
+void icap_server_stop(icap_server *srv) {
+  if (srv) icap::detail::server_stop(srv);
+}
+
+int icap_server_add_service(icap_server *srv, const char *name, icap_service **out) {
+  if (!srv || !name || !out || !valid_text(name) || strchr(name, '?') || strchr(name, ' '))
+    return ICAP_EINVAL;
+  if (!configurable(srv)) return ICAP_ESTATE;
+  try {
+    std::string key = name[0] == '/' ? name + 1 : name;
+    if (srv->services.count(key)) return ICAP_EEXIST;
+    auto svc = std::make_unique<icap_service>();
+    svc->name = key;
+    svc->istag = default_istag(key);
+    *out = svc.get();
+    srv->services.emplace(key, std::move(svc));
+    return 0;
+  } catch (const std::bad_alloc &) {
+    return ICAP_ENOMEM;
+  }
+}
+
+int icap_service_set_handler(icap_service *svc, icap_method method, icap_handler_cb cb,
+                             void *user) {
+  if (!svc || method < 0 || method >= ICAP_METHOD_COUNT_) return ICAP_EINVAL;
+  svc->handler[method] = cb;
+  svc->handler_user[method] = user;
+  return 0;
+}
+
+int icap_service_set_istag(icap_service *svc, const char *tag) {
+  if (!svc || !tag) return ICAP_EINVAL;
+  size_t n = strlen(tag);
+  if (n == 0 || n > 30) return ICAP_EINVAL;
+  for (const char *p = tag; *p; p++)
+    if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\') return ICAP_EINVAL;
+  std::lock_guard<std::mutex> g(svc->istag_mu);
+  svc->istag = tag;
+  return 0;
+}
+
+int icap_service_set_preview(icap_service *svc, int64_t bytes) {
+  if (!svc || bytes < -1) return ICAP_EINVAL;
+  svc->preview = bytes;
+  return 0;
+}
+
+int icap_service_set_options_ttl(icap_service *svc, int64_t seconds) {
+  if (!svc || seconds < -1) return ICAP_EINVAL;
+  svc->options_ttl = seconds;
+  return 0;
+}
+
+int icap_service_set_max_connections(icap_service *svc, uint64_t n) {
+  if (!svc) return ICAP_EINVAL;
+  svc->max_connections = n;
+  return 0;
+}
+
+int icap_service_set_allow(icap_service *svc, int allow_204, int allow_206) {
+  if (!svc) return ICAP_EINVAL;
+  svc->allow_204 = allow_204 != 0;
+  svc->allow_206 = allow_206 != 0;
+  return 0;
+}
+
+int icap_service_set_transfer(icap_service *svc, const char *preview, const char *ignore,
+                              const char *complete) {
+  if (!svc) return ICAP_EINVAL;
+  for (const char *s : {preview, ignore, complete})
+    if (s && !valid_text(s)) return ICAP_EINVAL;
+  svc->has_transfer_preview = preview != nullptr;
+  svc->transfer_preview = preview ? preview : "";
+  svc->has_transfer_ignore = ignore != nullptr;
+  svc->transfer_ignore = ignore ? ignore : "";
+  svc->has_transfer_complete = complete != nullptr;
+  svc->transfer_complete = complete ? complete : "";
+  return 0;
+}
+
+int icap_service_add_options_header(icap_service *svc, const char *name, const char *value) {
+  if (!svc || !name || !*name || !valid_text(name) || strchr(name, ':') || !valid_text(value))
+    return ICAP_EINVAL;
+  svc->options_headers.add(name, value);
+  return 0;
+}
+
+const char *icap_service_name(const icap_service *svc) { return svc ? svc->name.c_str() : ""; }
+
+}  // extern "C"

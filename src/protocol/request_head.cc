@@ -1,0 +1,118 @@
+#include "protocol/request_head.hpp"
+
+namespace icap::detail {
+
+bool is_tchar(unsigned char c) noexcept {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+static HeadResult fail(int status, std::string reason) {
+  return HeadResult{status, std::move(reason)};
+}
+
+// Field values may hold visible characters, spaces, tabs and obs-text; never
+// NUL or other controls (a NUL is how header smuggling starts).
+static bool valid_field_value(std::string_view v) noexcept {
+  for (unsigned char c : v)
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  return true;
+}
+
+// The service is the path of the request URI: "icap://host[:port]/name?q"
+// or an origin-form "/name". The port is not checked (c-icap-client leaves it
+// out even when it connects to a non-default port).
+static bool service_from_uri(std::string_view uri, std::string &out) {
+  std::string_view rest = uri;
+  constexpr std::string_view scheme = "icap://";
+  if (rest.size() >= scheme.size() && iequals(rest.substr(0, scheme.size()), scheme)) {
+    rest.remove_prefix(scheme.size());
+    size_t slash = rest.find('/');
+    if (slash == 0) return false;  // no authority
+    if (slash == std::string_view::npos) {
+      out.clear();
+      return true;
+    }
+    rest.remove_prefix(slash);
+  } else if (rest.empty() || rest.front() != '/') {
+    return false;
+  }
+  rest.remove_prefix(1);
+  size_t end = rest.find_first_of("?#");
+  out.assign(rest.substr(0, end));
+  return true;
+}
+
+HeadResult parse_request_head(std::string_view block, const Limits &limits,
+                              RequestHead &out) {
+  size_t eol = block.find("\r\n");
+  if (eol == std::string_view::npos) return fail(400, "no CRLF after the request line");
+  std::string_view line = block.substr(0, eol);
+  block.remove_prefix(eol + 2);
+
+  // METHOD SP URI SP VERSION, single spaces, as RFC 3507 inherits from HTTP.
+  size_t sp1 = line.find(' ');
+  size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp1 == std::string_view::npos || sp2 == std::string_view::npos ||
+      line.find(' ', sp2 + 1) != std::string_view::npos)
+    return fail(400, "malformed request line");
+  std::string_view method = line.substr(0, sp1);
+  std::string_view uri = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  std::string_view version = line.substr(sp2 + 1);
+  if (method.empty() || uri.empty() || version.empty())
+    return fail(400, "malformed request line");
+  for (unsigned char c : method)
+    if (!is_tchar(c)) return fail(400, "bad character in the method");
+  for (unsigned char c : uri)
+    if (c <= 0x20 || c == 0x7f) return fail(400, "bad character in the URI");
+
+  out.method_name.assign(method);
+  out.uri.assign(uri);
+  out.version.assign(version);
+  if (version.size() != 8 || version.substr(0, 5) != "ICAP/" || version[6] != '.' ||
+      version[5] < '0' || version[5] > '9' || version[7] < '0' || version[7] > '9')
+    return fail(400, "malformed ICAP version");
+  if (version != "ICAP/1.0") return fail(505, "unsupported ICAP version");
+
+  out.method_known = true;
+  if (method == "OPTIONS") out.method = ICAP_METHOD_OPTIONS;
+  else if (method == "REQMOD") out.method = ICAP_METHOD_REQMOD;
+  else if (method == "RESPMOD") out.method = ICAP_METHOD_RESPMOD;
+  else out.method_known = false;
+
+  if (!service_from_uri(uri, out.service)) return fail(400, "malformed ICAP URI");
+
+  // Header fields up to the empty line.
+  uint64_t max_count = limits[ICAP_LIMIT_HEADER_COUNT];
+  while (true) {
+    eol = block.find("\r\n");
+    if (eol == std::string_view::npos) return fail(400, "header line without CRLF");
+    std::string_view field = block.substr(0, eol);
+    block.remove_prefix(eol + 2);
+    if (field.empty()) break;
+    if (field.front() == ' ' || field.front() == '\t')
+      return fail(400, "obsolete line folding in ICAP headers");
+    size_t colon = field.find(':');
+    if (colon == std::string_view::npos || colon == 0)
+      return fail(400, "header line without a name");
+    std::string_view name = field.substr(0, colon);
+    for (unsigned char c : name)
+      if (!is_tchar(c)) return fail(400, "bad character in a header name");
+    std::string_view value = trim_ows(field.substr(colon + 1));
+    if (!valid_field_value(value)) return fail(400, "control character in a header value");
+    if (out.headers.size() >= max_count) return fail(400, "too many ICAP headers");
+    out.headers.add(name, value);
+  }
+  if (!out.method_known) return fail(501, "method not implemented");
+  return {};
+}
+
+}  // namespace icap::detail

@@ -1,0 +1,642 @@
+#include "protocol/session.hpp"
+
+#include <cstdio>
+#include <ctime>
+
+namespace icap::detail {
+
+namespace {
+constexpr std::string_view kCRLF2 = "\r\n\r\n";
+
+bool parse_decimal(std::string_view s, uint64_t &out) {
+  if (s.empty() || s.size() > 18) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  out = v;
+  return true;
+}
+
+void append_hex(std::string &s, size_t n) {
+  char buf[24];
+  int len = snprintf(buf, sizeof buf, "%zx\r\n", n);
+  s.append(buf, static_cast<size_t>(len));
+}
+}  // namespace
+
+const std::string &http_date_now() {
+  thread_local std::string cached;
+  thread_local time_t cached_at = 0;
+  time_t now = time(nullptr);
+  if (now != cached_at || cached.empty()) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char buf[64];
+    size_t n = strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached.assign(buf, n);
+    cached_at = now;
+  }
+  return cached;
+}
+
+Session::Session(SessionHost *host, const ServiceTable *services, const Limits *limits)
+    : host_(host), services_(services), limits_(limits),
+      chunks_((*limits)[ICAP_LIMIT_CHUNK_SIZE]) {}
+
+Session::~Session() { shutdown(ICAP_ECONNRESET); }
+
+void Session::feed(const char *p, size_t n) {
+  if (state_ == State::kStopped || dead_) return;
+  in_.append(p, n);
+  process();
+}
+
+void Session::eof() {
+  peer_eof_ = true;
+  process();
+  if (cur_ && !cur_->body_done) {
+    // The client is gone before its request was complete.
+    dead_ = true;
+    finish_transaction(ICAP_ECONNRESET);
+  } else if (!cur_ && in_pos_ < in_.size()) {
+    dead_ = true;  // half a request head: nothing to answer
+  } else {
+    // Answer what was fully received, then close.
+    closing_ = true;
+    if (!cur_) state_ = State::kStopped;
+  }
+  host_->session_output();
+}
+
+bool Session::wants_input() const {
+  if (closing_ || dead_ || peer_eof_ || state_ == State::kStopped) return false;
+  return in_.size() - in_pos_ < (*limits_)[ICAP_LIMIT_BUFFER_BYTES];
+}
+
+void Session::process() {
+  if (in_process_) {
+    again_ = true;
+    return;
+  }
+  in_process_ = true;
+  do {
+    again_ = false;
+    while (!dead_) {
+      bool progressed = false;
+      switch (state_) {
+        case State::kHead: progressed = step_head(); break;
+        case State::kEncapsulated: progressed = step_encapsulated(); break;
+        case State::kBody: progressed = step_body(); break;
+        case State::kWaitResponse:
+          if (cur_ && cur_->complete()) {
+            finish_transaction(0);
+            progressed = true;
+          }
+          break;
+        case State::kStopped: break;
+      }
+      if (!progressed) break;
+    }
+  } while (again_ && !dead_);
+  in_process_ = false;
+  compact_input();
+  host_->session_output();
+}
+
+void Session::compact_input() {
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = 0;
+  } else if (in_pos_ > 65536 && in_pos_ > in_.size() / 2) {
+    in_.erase(0, in_pos_);
+    in_pos_ = 0;
+  }
+}
+
+bool Session::step_head() {
+  if (closing_ || (peer_eof_ && in_pos_ == in_.size())) {
+    state_ = State::kStopped;
+    return false;
+  }
+  // Empty lines between messages are skipped (RFC 9112 section 2.2).
+  while (in_.size() - in_pos_ >= 2 && in_[in_pos_] == '\r' && in_[in_pos_ + 1] == '\n') {
+    in_pos_ += 2;
+    head_scan_ = 0;
+  }
+  size_t avail = in_.size() - in_pos_;
+  if (avail == 0) return false;
+  uint64_t limit = (*limits_)[ICAP_LIMIT_HEADER_BYTES];
+  std::string_view view(in_.data() + in_pos_, avail);
+  size_t from = head_scan_ > 3 ? head_scan_ - 3 : 0;
+  size_t end = view.find(kCRLF2, from);
+  if (end == std::string_view::npos) {
+    head_scan_ = avail;
+    if (avail > limit) {
+      cur_ = new icap_request(this);
+      protocol_error(400, "ICAP header block over its limit");
+      return true;
+    }
+    return false;
+  }
+  size_t len = end + kCRLF2.size();
+  head_scan_ = 0;
+  cur_ = new icap_request(this);
+  icap_request *r = cur_;
+  r->loop_ctx = loop_ctx_;
+  r->worker_index = worker_index_;
+  r->client_ip = peer_ip_;
+  r->client_port = peer_port_;
+  if (len > limit) {
+    protocol_error(400, "ICAP header block over its limit");
+    return true;
+  }
+  HeadResult hr = parse_request_head(view.substr(0, len), *limits_, r->head);
+  in_pos_ += len;
+  if (hr.status) {
+    protocol_error(hr.status, hr.reason);
+    return true;
+  }
+  const HeaderList &h = r->head.headers;
+  for_each_list_item(h, "Connection", [&](std::string_view t) {
+    if (iequals(t, "close")) r->client_close = true;
+  });
+
+  size_t nenc = h.count_of("Encapsulated");
+  if (nenc > 1) {
+    protocol_error(400, "more than one Encapsulated header");
+    return true;
+  }
+  if (nenc == 0) {
+    // Squid sends OPTIONS without Encapsulated (the errata allow it for
+    // messages without a body); every other request needs one.
+    if (r->head.method != ICAP_METHOD_OPTIONS) {
+      protocol_error(400, "missing Encapsulated header");
+      return true;
+    }
+    r->enc.offset[ICAP_SECTION_NULL_BODY] = 0;
+    r->enc.order[0] = ICAP_SECTION_NULL_BODY;
+    r->enc.count = 1;
+  } else {
+    std::string why;
+    if (!parse_encapsulated(*h.get("Encapsulated"), r->head.method, r->enc, why)) {
+      protocol_error(400, why);
+      return true;
+    }
+  }
+  if (h.count_of("Preview") > 1) {
+    protocol_error(400, "more than one Preview header");
+    return true;
+  }
+  if (const std::string *pv = h.get("Preview"); pv && r->head.method != ICAP_METHOD_OPTIONS) {
+    uint64_t v;
+    if (!parse_decimal(*pv, v)) {
+      protocol_error(400, "bad Preview value");
+      return true;
+    }
+    if (v > (*limits_)[ICAP_LIMIT_PREVIEW_BYTES]) {
+      protocol_error(400, "Preview larger than the configured limit");
+      return true;
+    }
+    r->preview = static_cast<int64_t>(v);
+  }
+  for_each_list_item(h, "Allow", [&](std::string_view t) {
+    if (t == "204") r->allow_204 = true;
+    if (t == "206") r->allow_206 = true;
+  });
+  state_ = State::kEncapsulated;
+  return true;
+}
+
+bool Session::step_encapsulated() {
+  icap_request *r = cur_;
+  int64_t hb = r->enc.header_bytes();
+  if (static_cast<uint64_t>(hb) > (*limits_)[ICAP_LIMIT_HTTP_HEADER_BYTES]) {
+    protocol_error(400, "encapsulated HTTP headers over their limit");
+    return true;
+  }
+  if (in_.size() - in_pos_ < static_cast<size_t>(hb)) return false;
+  const char *base = in_.data() + in_pos_;
+  for (int i = 0; i < r->enc.count; i++) {
+    icap_section s = r->enc.order[i];
+    if (s != ICAP_SECTION_REQ_HDR && s != ICAP_SECTION_RES_HDR) continue;
+    int64_t off = r->enc.offset[s], end = r->enc.section_end(s);
+    HttpHead &hh = s == ICAP_SECTION_REQ_HDR ? r->http_req : r->http_res;
+    std::string why;
+    if (!parse_http_head(std::string_view(base + off, static_cast<size_t>(end - off)),
+                         s == ICAP_SECTION_REQ_HDR,
+                         (*limits_)[ICAP_LIMIT_HTTP_HEADER_COUNT], hh, why)) {
+      protocol_error(400, why);
+      return true;
+    }
+  }
+  in_pos_ += static_cast<size_t>(hb);
+  if (r->enc.has_chunked_body()) {
+    chunks_.reset();
+    state_ = State::kBody;
+  } else {
+    r->body_done = true;
+    state_ = State::kWaitResponse;
+  }
+  dispatch();
+  return true;
+}
+
+void Session::dispatch() {
+  icap_request *r = cur_;
+  auto it = services_->find(r->head.service);
+  if (it == services_->end()) {
+    log(ICAP_LOG_INFO, "no service '" + r->head.service + "': 404");
+    send_simple(r, 404, false);
+    return;
+  }
+  icap_service *svc = it->second.get();
+  r->service = svc;
+  icap_method m = r->head.method;
+  icap_handler_cb cb = svc->handler[m];
+  if (!cb) {
+    if (m == ICAP_METHOD_OPTIONS) {
+      send_options(r);
+    } else {
+      log(ICAP_LOG_INFO, "service '" + svc->name + "' has no " + r->head.method_name + " handler: 405");
+      send_simple(r, 405, false);
+    }
+    return;
+  }
+  r->dispatched = true;
+  r->refs++;  // the handler may end the transaction before it returns
+  int rc;
+  try {
+    rc = cb(r, svc->handler_user[m]);
+  } catch (...) {
+    rc = ICAP_EHANDLER;
+  }
+  if (rc < 0 && !r->ended)
+    fail(r, 500, std::string("handler failed: ") + icap_strerror(rc));
+  request_unref(r);
+}
+
+bool Session::step_body() {
+  icap_request *r = cur_;
+  if (r->body_done) {
+    state_ = State::kWaitResponse;
+    return true;
+  }
+  if (r->preview_ended && !r->continued) {
+    // The body goes on only after 100 Continue; a final answer ends it.
+    if (r->answer_started()) {
+      r->body_done = true;
+      return true;
+    }
+    return false;
+  }
+  BodyMode m = r->mode;
+  if (r->resp == RespState::kDone && m != BodyMode::kEcho) m = BodyMode::kDiscard;
+  if (m == BodyMode::kNone) return false;
+  if (m == BodyMode::kPush && r->paused) return false;
+  if (m == BodyMode::kEcho && unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
+  size_t avail = in_.size() - in_pos_;
+  if (avail == 0) return false;
+
+  size_t used = 0, dlen = 0;
+  const char *data = nullptr;
+  ChunkDecoder::Event ev = chunks_.next(in_.data() + in_pos_, avail, &used, &data, &dlen);
+  in_pos_ += used;
+  switch (ev) {
+    case ChunkDecoder::kNeedMore:
+      return false;
+    case ChunkDecoder::kError:
+      protocol_error(400, "bad chunked body: " + chunks_.error());
+      return true;
+    case ChunkDecoder::kData: {
+      bool previewing = r->preview >= 0 && !r->preview_ended;
+      if (previewing) {
+        r->preview_bytes += dlen;
+        if (r->preview_bytes > static_cast<uint64_t>(r->preview)) {
+          protocol_error(400, "preview longer than announced");
+          return true;
+        }
+      }
+      if (m == BodyMode::kDiscard) return true;
+      if (m == BodyMode::kEcho) {
+        std::string head;
+        append_hex(head, dlen);
+        emit(head);
+        emit(std::string_view(data, dlen));
+        emit("\r\n");
+        return true;
+      }
+      if (previewing) r->preview_copy.append(data, dlen);
+      else r->consumed_after_preview = true;
+      deliver(r, 0, data, dlen);
+      return true;
+    }
+    case ChunkDecoder::kEnd: {
+      bool ieof = chunks_.ieof();
+      chunks_.reset();
+      unsigned flags = ICAP_BODY_END;
+      if (r->preview >= 0 && !r->preview_ended) {
+        r->preview_ended = true;
+        if (ieof) {
+          r->ieof = true;
+          r->body_done = true;
+          flags |= ICAP_BODY_IEOF;
+        } else if (r->answer_started() && !r->continued) {
+          r->body_done = true;
+        } else {
+          flags |= ICAP_BODY_PREVIEW_END;
+        }
+      } else {
+        r->body_done = true;
+      }
+      if (m == BodyMode::kEcho) {
+        if (r->body_done) {
+          emit("0\r\n\r\n");
+          r->resp = RespState::kDone;
+          after_response_done(r);
+        } else {
+          send_continue(r);
+        }
+        return true;
+      }
+      if (m == BodyMode::kDiscard) return true;
+      deliver(r, static_cast<int>(flags), nullptr, 0);
+      return true;
+    }
+  }
+  return false;
+}
+
+void Session::deliver(icap_request *r, int status, const char *data, size_t len) {
+  icap_body_cb cb = r->body_cb;
+  void *user = r->body_user;
+  if (!cb) return;
+  bool last = status < 0 || r->body_done;
+  if (r->mode == BodyMode::kReadOnce || last) {
+    r->mode = BodyMode::kNone;
+    r->body_cb = nullptr;
+    r->body_user = nullptr;
+  }
+  r->refs++;
+  try {
+    cb(r, status, data, len, user);
+  } catch (...) {
+    if (!r->ended) fail(r, 500, "body callback threw");
+  }
+  request_unref(r);
+}
+
+void Session::protocol_error(int status, const std::string &why) {
+  icap_request *r = cur_;
+  log(status >= 500 ? ICAP_LOG_WARN : ICAP_LOG_INFO,
+      "ICAP " + std::to_string(status) + " to " + peer_ip_ + ": " + why);
+  if (r && !r->answer_started()) {
+    send_simple(r, status, true);
+  } else {
+    dead_ = true;
+  }
+  closing_ = true;
+  if (r && r->dispatched && (r->mode == BodyMode::kReadOnce || r->mode == BodyMode::kPush))
+    deliver(r, ICAP_EPROTO, nullptr, 0);
+  finish_transaction(ICAP_EPROTO);
+  state_ = State::kStopped;
+}
+
+void Session::fail(icap_request *r, int status, const std::string &why) {
+  log(ICAP_LOG_ERROR, "transaction failed (" + std::to_string(status) + "): " + why);
+  if (!r->answer_started()) send_simple(r, status, true);
+  else dead_ = true;
+  closing_ = true;
+  if (r == cur_) finish_transaction(ICAP_EHANDLER);
+  host_->session_output();
+}
+
+void Session::finish_transaction(int status) {
+  icap_request *r = cur_;
+  if (!r) return;
+  cur_ = nullptr;
+  if (r->close_after || r->client_close) closing_ = true;
+  state_ = closing_ ? State::kStopped : State::kHead;
+  if (status < 0 && r->dispatched && r->body_cb &&
+      (r->mode == BodyMode::kReadOnce || r->mode == BodyMode::kPush))
+    deliver(r, status, nullptr, 0);
+  r->session = nullptr;
+  if (!r->ended) {
+    r->ended = true;
+    if (r->dispatched && r->done_cb) {
+      try {
+        r->done_cb(r, status, r->done_user);
+      } catch (...) {
+      }
+    }
+  }
+  request_unref(r);
+}
+
+void Session::shutdown(int status) {
+  if (cur_) {
+    icap_request *r = cur_;
+    // A response that was fully queued still counts as a finished one.
+    finish_transaction(r->complete() ? 0 : status);
+  }
+  state_ = State::kStopped;
+  dead_ = true;
+  out_.discard();
+}
+
+void Session::written(size_t n) {
+  bool was_blocked = unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES];
+  unwritten_ = n > unwritten_ ? 0 : unwritten_ - n;
+  if (was_blocked && unwritten_ <= (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) process();
+}
+
+Session::Wait Session::wait() const {
+  if (dead_) return Wait::kNone;
+  if (!cur_) {
+    if (unwritten_) return Wait::kOutput;
+    if (state_ == State::kStopped) return Wait::kNone;
+    return in_pos_ < in_.size() ? Wait::kHead : Wait::kIdle;
+  }
+  if (state_ == State::kHead || state_ == State::kEncapsulated) return Wait::kHead;
+  const icap_request *r = cur_;
+  if (unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return Wait::kOutput;
+  if (state_ == State::kBody && !r->body_done && !(r->preview_ended && !r->continued)) {
+    bool consuming = r->resp == RespState::kDone || r->mode == BodyMode::kEcho ||
+                     r->mode == BodyMode::kReadOnce ||
+                     (r->mode == BodyMode::kPush && !r->paused);
+    if (consuming) return Wait::kBody;
+  }
+  if (r->resp != RespState::kDone) return Wait::kHandler;
+  return unwritten_ ? Wait::kOutput : Wait::kNone;
+}
+
+void Session::timed_out(Wait w) {
+  icap_request *r = cur_;
+  switch (w) {
+    case Wait::kNone:
+    case Wait::kIdle:
+      dead_ = true;
+      break;
+    case Wait::kHead:
+    case Wait::kBody:
+    case Wait::kHandler: {
+      int status = w == Wait::kHandler ? 500 : 408;
+      log(w == Wait::kHandler ? ICAP_LOG_ERROR : ICAP_LOG_INFO,
+          std::string(w == Wait::kHandler ? "handler timed out" : "client too slow") +
+              " (" + peer_ip_ + "): " + std::to_string(status));
+      if (!r && in_pos_ < in_.size()) {
+        cur_ = r = new icap_request(this);
+      }
+      if (r && !r->answer_started()) send_simple(r, status, true);
+      else dead_ = true;
+      closing_ = true;
+      break;
+    }
+    case Wait::kOutput:
+      log(ICAP_LOG_INFO, "client " + peer_ip_ + " stopped reading: closing");
+      dead_ = true;
+      break;
+  }
+  finish_transaction(ICAP_ETIMEDOUT);
+  state_ = State::kStopped;
+  host_->session_output();
+}
+
+// ---------------------------------------------------------------- output ---
+
+void Session::emit(std::string_view s) {
+  out_.append(s);
+  unwritten_ += s.size();
+}
+
+void Session::emit_zc(const char *p, size_t n, icap_release_cb cb, void *user) {
+  out_.append_zc(p, n, cb, user);
+  unwritten_ += n;
+}
+
+void Session::begin_response(icap_request *r, int status) {
+  if (host_->session_draining()) r->close_after = true;
+  bool close = r->close_after || r->client_close || closing_;
+  std::string h;
+  h.reserve(256);
+  h += "ICAP/1.0 ";
+  h += std::to_string(status);
+  h += ' ';
+  h += icap_status_reason(status);
+  h += "\r\n";
+  if (status != 100) {
+    if (!r->icap_headers.has("ISTag")) {
+      h += "ISTag: \"";
+      h += r->service ? r->service->get_istag() : std::string("libicap-" ICAP_VERSION_STRING);
+      h += "\"\r\n";
+    }
+    h += "Date: ";
+    h += http_date_now();
+    h += "\r\nServer: ";
+    h += host_->session_server_header();
+    h += close ? "\r\nConnection: close\r\n" : "\r\nConnection: keep-alive\r\n";
+  }
+  r->status = status;
+  emit(h);
+}
+
+void Session::send_simple(icap_request *r, int status, bool close) {
+  if (close) {
+    r->close_after = true;
+    closing_ = true;
+  }
+  begin_response(r, status);
+  emit("Encapsulated: null-body=0\r\n\r\n");
+  r->resp = RespState::kDone;
+  after_response_done(r);
+}
+
+void Session::send_continue(icap_request *r) {
+  emit("ICAP/1.0 100 Continue\r\n\r\n");
+  r->continued = true;
+  host_->session_output();
+}
+
+void Session::send_options(icap_request *r) {
+  const icap_service *svc = r->service;
+  HeaderList g;
+  std::string methods;
+  if (svc->handler[ICAP_METHOD_REQMOD]) methods = "REQMOD";
+  if (svc->handler[ICAP_METHOD_RESPMOD]) methods += methods.empty() ? "RESPMOD" : ", RESPMOD";
+  g.add("Methods", methods);
+  g.add("Service", host_->session_server_header() + " " + svc->name);
+  g.add("Service-ID", svc->name);
+  uint64_t maxc = svc->max_connections;
+  if (!maxc) {
+    maxc = host_->session_connection_limit() / 8 * 7;
+    if (!maxc) maxc = 1;
+  }
+  g.add("Max-Connections", std::to_string(maxc));
+  if (svc->options_ttl >= 0) g.add("Options-TTL", std::to_string(svc->options_ttl));
+  if (svc->allow_204 || svc->allow_206)
+    g.add("Allow", svc->allow_204 && svc->allow_206 ? "204, 206" : svc->allow_204 ? "204" : "206");
+  if (svc->preview >= 0) g.add("Preview", std::to_string(svc->preview));
+  if (svc->has_transfer_preview) g.add("Transfer-Preview", svc->transfer_preview);
+  if (svc->has_transfer_ignore) g.add("Transfer-Ignore", svc->transfer_ignore);
+  if (svc->has_transfer_complete) g.add("Transfer-Complete", svc->transfer_complete);
+  for (const Header &x : svc->options_headers.items()) g.add(x.name, x.value);
+
+  begin_response(r, r->status_set ? r->status : 200);
+  std::string h;
+  for (const Header &x : g.items())
+    if (!r->icap_headers.has(x.name)) h += x.name + ": " + x.value + "\r\n";
+  for (const Header &x : r->icap_headers.items()) h += x.name + ": " + x.value + "\r\n";
+  h += "Encapsulated: null-body=0\r\n\r\n";
+  emit(h);
+  r->resp = RespState::kDone;
+  after_response_done(r);
+}
+
+void Session::start_echo(icap_request *r) {
+  bool resp = r->head.method == ICAP_METHOD_RESPMOD;
+  const HttpHead &hh = resp ? r->http_res : r->http_req;
+  const char *kind = resp ? "res" : "req";
+  bool body = r->enc.has_chunked_body();
+  begin_response(r, 200);
+  std::string h = "Encapsulated: ";
+  h += kind;
+  h += "-hdr=0, ";
+  h += body ? kind : "null";
+  h += "-body=";
+  h += std::to_string(hh.raw.size());
+  h += "\r\n\r\n";
+  h += hh.raw;
+  emit(h);
+  if (!body) {
+    r->resp = RespState::kDone;
+    after_response_done(r);
+    return;
+  }
+  r->resp = RespState::kHead;
+  r->resp_has_body = true;
+  if (!r->preview_copy.empty()) {
+    std::string c;
+    append_hex(c, r->preview_copy.size());
+    c += r->preview_copy;
+    c += "\r\n";
+    emit(c);
+    r->preview_copy.clear();
+  }
+  if (r->body_done) {
+    emit("0\r\n\r\n");
+    r->resp = RespState::kDone;
+    after_response_done(r);
+    return;
+  }
+  r->mode = BodyMode::kEcho;
+  r->body_cb = nullptr;
+  process();
+}
+
+void Session::after_response_done(icap_request *r) {
+  if (r->close_after) closing_ = true;
+  process();
+}
+
+}  // namespace icap::detail

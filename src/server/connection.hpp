@@ -1,0 +1,73 @@
+// One client connection: a libuv TCP handle, its timer, and the protocol
+// session it feeds.
+#ifndef ICAP_SERVER_CONNECTION_HPP
+#define ICAP_SERVER_CONNECTION_HPP
+
+#include <uv.h>
+
+#include <deque>
+
+#include "protocol/session.hpp"
+#include "server/worker.hpp"
+
+namespace icap::detail {
+
+class Connection final : public SessionHost {
+ public:
+  explicit Connection(Worker *w);
+  ~Connection() override;
+
+  // Takes the accepted handle's peer, starts reading and the idle timer.
+  void start();
+  // Writes what the session queued; closes when the session says so.
+  void flush();
+  // Closes now (drain timeout, server stop). Ends any transaction.
+  void close(int status);
+  bool idle() const { return session_.wait() == Session::Wait::kIdle; }
+  // Server drain: close when idle, otherwise after the current transaction.
+  void drain();
+
+  uv_tcp_t tcp;
+  bool dirty = false;
+
+  // SessionHost
+  void session_output() override;
+  void session_log(icap_log_level level, const std::string &msg) override;
+  const std::string &session_server_header() override;
+  uint64_t session_connection_limit() override;
+  bool session_draining() override;
+
+ private:
+  struct WriteReq {
+    uv_write_t req;
+    Connection *conn;
+    std::deque<OutSeg> segs;
+    size_t bytes;
+  };
+  static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+  static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+  static void on_write(uv_write_t *req, int status);
+  static void on_timer(uv_timer_t *t);
+  static void on_closed(uv_handle_t *h);
+  static void on_shutdown(uv_shutdown_t *req, int status);
+  void update();  // reading on/off, timers, close
+  void linger();
+  void release_handles();
+
+  Worker *w_;
+  Session session_;
+  uv_timer_t timer_;
+  uv_shutdown_t shutdown_req_;
+  bool reading_ = false;
+  bool closing_ = false;   // handles being closed
+  bool lingering_ = false; // FIN sent, discarding input until EOF or timeout
+  int open_handles_ = 0;
+  size_t writes_in_flight_ = 0;
+  Session::Wait wait_ = Session::Wait::kNone;
+  uint64_t wait_since_ = 0;
+  bool progress_ = false;
+};
+
+}  // namespace icap::detail
+
+#endif

@@ -1,0 +1,87 @@
+// One event loop on one thread: its listening handles, its connections, and
+// the queue through which other threads post work to it.
+#ifndef ICAP_SERVER_WORKER_HPP
+#define ICAP_SERVER_WORKER_HPP
+
+#include <uv.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "server/server.hpp"
+
+namespace icap::detail {
+
+class Connection;
+
+class Worker {
+ public:
+  Worker(icap_server *srv, unsigned index);
+  ~Worker();
+
+  // Sets up the loop and adopts one listening socket per server address.
+  // Returns 0 or a negative ICAP code.
+  int init(const std::vector<int> &fds);
+  // Runs the loop until stop and drain finish (on the calling thread).
+  void run();
+  // Thread-safe: wake the loop to look at the stop flag and the post queue.
+  // Async-signal-safe (no lock): icap_server_stop() uses it.
+  void wake() {
+    if (async_alive_.load()) uv_async_send(&async_);
+  }
+
+  int post(icap_request *req, icap_post_cb cb, void *user);
+  int offload(icap_request *req, icap_work_cb work, icap_post_cb done, void *user);
+
+  icap_server *server() const { return srv_; }
+  unsigned index() const { return index_; }
+  uv_loop_t *loop() { return &loop_; }
+  bool draining() const { return draining_; }
+  char *read_buffer() { return read_buf_; }
+  static constexpr size_t kReadBufferSize = 64 * 1024;
+
+  // Connections with output to write at the end of the current callback.
+  void mark_dirty(Connection *c);
+  void flush_dirty();
+  void connection_closed(Connection *c);
+
+  std::thread thread;
+
+ private:
+  static void on_connection(uv_stream_t *server, int status);
+  static void on_async(uv_async_t *a);
+  static void on_drain_timeout(uv_timer_t *t);
+  void begin_drain();
+  void maybe_finish();
+  void run_posts();
+
+  struct Post {
+    icap_request *req;
+    icap_post_cb cb;
+    void *user;
+  };
+
+  icap_server *srv_;
+  unsigned index_;
+  uv_loop_t loop_;
+  bool loop_ready_ = false;
+  uv_async_t async_;
+  uv_timer_t drain_timer_;
+  std::vector<uv_tcp_t *> listeners_;
+  std::vector<Connection *> conns_;
+  std::vector<Connection *> dirty_;
+  std::mutex mu_;
+  std::vector<Post> posts_;
+  bool accepting_posts_ = true;
+  std::atomic<bool> async_alive_{false};
+  bool draining_ = false;
+  bool finished_ = false;
+  unsigned offloads_ = 0;
+  char read_buf_[kReadBufferSize];
+};
+
+}  // namespace icap::detail
+
+#endif

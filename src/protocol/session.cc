@@ -62,11 +62,12 @@ void Session::eof() {
     finish_transaction(ICAP_ECONNRESET);
   } else if (!cur_ && in_pos_ < in_.size()) {
     dead_ = true;  // half a request head: nothing to answer
-  } else {
-    // Answer what was fully received, then close.
+  } else if (!cur_) {
     closing_ = true;
-    if (!cur_) state_ = State::kStopped;
+    state_ = State::kStopped;
   }
+  // Otherwise the current answer (and any complete pipelined request after
+  // it) is still answered; step_head() stops once the input is used up.
   host_->session_output();
 }
 
@@ -117,6 +118,7 @@ void Session::compact_input() {
 
 bool Session::step_head() {
   if (closing_ || (peer_eof_ && in_pos_ == in_.size())) {
+    closing_ = true;
     state_ = State::kStopped;
     return false;
   }
@@ -133,6 +135,10 @@ bool Session::step_head() {
   size_t end = view.find(kCRLF2, from);
   if (end == std::string_view::npos) {
     head_scan_ = avail;
+    if (peer_eof_) {
+      dead_ = true;  // the client closed in the middle of a request head
+      return false;
+    }
     if (avail > limit) {
       cur_ = new icap_request(this);
       protocol_error(400, "ICAP header block over its limit");

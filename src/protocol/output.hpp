@@ -33,12 +33,24 @@ struct OutSeg {
 
 class OutQueue {
  public:
-  // Copies; small appends coalesce into the last owned segment.
+  // Copies. Appends go into the last owned segment while it has room (or
+  // while both are small), so a response head and its chunk framing end up
+  // in one buffer; a large piece gets a segment sized for it plus framing,
+  // so no buffer is ever reallocated and copied again.
   void append(std::string_view s) {
     if (s.empty()) return;
-    if (segs_.empty() || segs_.back().zc || segs_.back().buf.size() > kCoalesceMax)
-      segs_.emplace_back();
-    segs_.back().buf.append(s.data(), s.size());
+    if (!segs_.empty() && !segs_.back().zc) {
+      std::string &b = segs_.back().buf;
+      if (b.size() + s.size() <= b.capacity() || (b.size() < kSmall && s.size() < kSmall)) {
+        b.append(s.data(), s.size());
+        bytes_ += s.size();
+        return;
+      }
+    }
+    segs_.emplace_back();
+    std::string &b = segs_.back().buf;
+    b.reserve(s.size() < kSmall ? kSmall : s.size() + 64);
+    b.append(s.data(), s.size());
     bytes_ += s.size();
   }
   void append_zc(const char *p, size_t n, icap_release_cb cb, void *user) {
@@ -63,7 +75,7 @@ class OutQueue {
   }
 
  private:
-  static constexpr size_t kCoalesceMax = 256 * 1024;
+  static constexpr size_t kSmall = 4096;
   std::deque<OutSeg> segs_;
   size_t bytes_ = 0;
 };

@@ -49,8 +49,23 @@ Session::~Session() { shutdown(ICAP_ECONNRESET); }
 
 void Session::feed(const char *p, size_t n) {
   if (state_ == State::kStopped || dead_) return;
-  in_.append(p, n);
+  if (in_pos_ < in_.size() || in_process_) {
+    in_.append(p, n);
+    process();
+    return;
+  }
+  // Nothing is buffered: parse straight from the caller's buffer, and keep
+  // only what is left unconsumed. Body bytes that go to a consumer are then
+  // never copied into the session.
+  in_.clear();
+  in_pos_ = 0;
+  ext_ = p;
+  ext_len_ = n;
   process();
+  if (in_pos_ < ext_len_ && !dead_) in_.assign(p + in_pos_, ext_len_ - in_pos_);
+  in_pos_ = 0;
+  ext_ = nullptr;
+  ext_len_ = 0;
 }
 
 void Session::eof() {
@@ -60,7 +75,7 @@ void Session::eof() {
     // The client is gone before its request was complete.
     dead_ = true;
     finish_transaction(ICAP_ECONNRESET);
-  } else if (!cur_ && in_pos_ < in_.size()) {
+  } else if (!cur_ && in_pos_ < isize()) {
     dead_ = true;  // half a request head: nothing to answer
   } else if (!cur_) {
     closing_ = true;
@@ -73,7 +88,7 @@ void Session::eof() {
 
 bool Session::wants_input() const {
   if (closing_ || dead_ || peer_eof_ || state_ == State::kStopped) return false;
-  return in_.size() - in_pos_ < (*limits_)[ICAP_LIMIT_BUFFER_BYTES];
+  return isize() - in_pos_ < (*limits_)[ICAP_LIMIT_BUFFER_BYTES];
 }
 
 void Session::process() {
@@ -107,6 +122,7 @@ void Session::process() {
 }
 
 void Session::compact_input() {
+  if (ext_) return;  // feed() keeps the remainder itself
   if (in_pos_ == in_.size()) {
     in_.clear();
     in_pos_ = 0;
@@ -117,20 +133,21 @@ void Session::compact_input() {
 }
 
 bool Session::step_head() {
-  if (closing_ || (peer_eof_ && in_pos_ == in_.size())) {
+  if (closing_ || (peer_eof_ && in_pos_ == isize())) {
     closing_ = true;
     state_ = State::kStopped;
     return false;
   }
   // Empty lines between messages are skipped (RFC 9112 section 2.2).
-  while (in_.size() - in_pos_ >= 2 && in_[in_pos_] == '\r' && in_[in_pos_ + 1] == '\n') {
+  const char *in = ibase();
+  while (isize() - in_pos_ >= 2 && in[in_pos_] == '\r' && in[in_pos_ + 1] == '\n') {
     in_pos_ += 2;
     head_scan_ = 0;
   }
-  size_t avail = in_.size() - in_pos_;
+  size_t avail = isize() - in_pos_;
   if (avail == 0) return false;
   uint64_t limit = (*limits_)[ICAP_LIMIT_HEADER_BYTES];
-  std::string_view view(in_.data() + in_pos_, avail);
+  std::string_view view(in + in_pos_, avail);
   size_t from = head_scan_ > 3 ? head_scan_ - 3 : 0;
   size_t end = view.find(kCRLF2, from);
   if (end == std::string_view::npos) {
@@ -222,8 +239,8 @@ bool Session::step_encapsulated() {
     protocol_error(400, "encapsulated HTTP headers over their limit");
     return true;
   }
-  if (in_.size() - in_pos_ < static_cast<size_t>(hb)) return false;
-  const char *base = in_.data() + in_pos_;
+  if (isize() - in_pos_ < static_cast<size_t>(hb)) return false;
+  const char *base = ibase() + in_pos_;
   for (int i = 0; i < r->enc.count; i++) {
     icap_section s = r->enc.order[i];
     if (s != ICAP_SECTION_REQ_HDR && s != ICAP_SECTION_RES_HDR) continue;
@@ -302,12 +319,12 @@ bool Session::step_body() {
   if (m == BodyMode::kNone) return false;
   if (m == BodyMode::kPush && r->paused) return false;
   if (m == BodyMode::kEcho && unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
-  size_t avail = in_.size() - in_pos_;
+  size_t avail = isize() - in_pos_;
   if (avail == 0) return false;
 
   size_t used = 0, dlen = 0;
   const char *data = nullptr;
-  ChunkDecoder::Event ev = chunks_.next(in_.data() + in_pos_, avail, &used, &data, &dlen);
+  ChunkDecoder::Event ev = chunks_.next(ibase() + in_pos_, avail, &used, &data, &dlen);
   in_pos_ += used;
   switch (ev) {
     case ChunkDecoder::kNeedMore:
@@ -462,7 +479,7 @@ Session::Wait Session::wait() const {
   if (!cur_) {
     if (unwritten_) return Wait::kOutput;
     if (state_ == State::kStopped) return Wait::kNone;
-    return in_pos_ < in_.size() ? Wait::kHead : Wait::kIdle;
+    return in_pos_ < isize() ? Wait::kHead : Wait::kIdle;
   }
   if (state_ == State::kHead || state_ == State::kEncapsulated) return Wait::kHead;
   const icap_request *r = cur_;
@@ -491,7 +508,7 @@ void Session::timed_out(Wait w) {
       log(w == Wait::kHandler ? ICAP_LOG_ERROR : ICAP_LOG_INFO,
           std::string(w == Wait::kHandler ? "handler timed out" : "client too slow") +
               " (" + peer_ip_ + "): " + std::to_string(status));
-      if (!r && in_pos_ < in_.size()) {
+      if (!r && in_pos_ < isize()) {
         cur_ = r = new icap_request(this);
       }
       if (r && !r->answer_started()) send_simple(r, status, true);

@@ -186,7 +186,12 @@ class Session {
 
   enum class State { kHead, kEncapsulated, kBody, kWaitResponse, kStopped };
   State state_ = State::kHead;
+  // Input: either in_ (buffered) or, during feed(), the caller's buffer.
+  const char *ibase() const { return ext_ ? ext_ : in_.data(); }
+  size_t isize() const { return ext_ ? ext_len_ : in_.size(); }
   std::string in_;
+  const char *ext_ = nullptr;
+  size_t ext_len_ = 0;
   size_t in_pos_ = 0;
   size_t head_scan_ = 0;  // where the search for CRLF CRLF resumes
   icap_request *cur_ = nullptr;

@@ -61,6 +61,7 @@ void Connection::on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     c->progress_ = true;
     c->session_.feed(buf->base, static_cast<size_t>(n));
   } else if (n == UV_EOF) {
+    c->peer_eof_ = true;
     c->session_.eof();
   } else if (n < 0) {
     c->close(ICAP_ECONNRESET);
@@ -192,7 +193,11 @@ void Connection::on_timer(uv_timer_t *t) {
 }
 
 void Connection::drain() {
-  if (closing_ || lingering_) return;
+  if (closing_) return;
+  if (lingering_) {
+    close(0);
+    return;
+  }
   if (idle()) {
     close(ICAP_ECANCELED);
   } else {
@@ -202,7 +207,12 @@ void Connection::drain() {
 
 void Connection::linger() {
   // Send FIN after the last answer, then drop what the client still sends
-  // until it closes or the linger time passes.
+  // until it closes or the linger time passes. A client that already closed
+  // its side has nothing more to send: close at once.
+  if (peer_eof_ || w_->draining()) {
+    close(0);
+    return;
+  }
   lingering_ = true;
   if (!reading_) {
     uv_read_start(reinterpret_cast<uv_stream_t *>(&tcp), on_alloc, on_read);

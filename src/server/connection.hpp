@@ -59,6 +59,7 @@ class Connection final : public SessionHost {
   uv_timer_t timer_;
   uv_shutdown_t shutdown_req_;
   bool reading_ = false;
+  bool peer_eof_ = false;
   bool closing_ = false;   // handles being closed
   bool lingering_ = false; // FIN sent, discarding input until EOF or timeout
   int open_handles_ = 0;

@@ -92,10 +92,37 @@ int worker_socket(const icap_server::Listener &l) {
 
 }  // namespace
 
+// SO_REUSEPORT would let a second server (same user) bind a port that is in
+// use and silently take half of its connections. A probe socket without it
+// asks the kernel first, so a taken port is reported as ICAP_EADDRINUSE; it
+// also picks the port when 0 was asked for.
+int probe_port(sockaddr_storage *ss, socklen_t len) {
+  int fd = ::socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno_to_icap(errno);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ss->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr *>(ss), len) != 0) {
+    int e = errno;
+    ::close(fd);
+    return errno_to_icap(e);
+  }
+  sockaddr_storage bound;
+  socklen_t blen = sizeof bound;
+  getsockname(fd, reinterpret_cast<sockaddr *>(&bound), &blen);
+  if (ss->ss_family == AF_INET6)
+    reinterpret_cast<sockaddr_in6 *>(ss)->sin6_port = reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port;
+  else
+    reinterpret_cast<sockaddr_in *>(ss)->sin_port = reinterpret_cast<sockaddr_in *>(&bound)->sin_port;
+  ::close(fd);
+  return 0;
+}
+
 int server_listen(icap_server *srv, const char *host, int port) {
   sockaddr_storage ss;
   socklen_t len;
   if (int rc = sockaddr_for(host ? host : "", port, &ss, &len)) return rc;
+  if (int rc = probe_port(&ss, len)) return rc;
   int fd;
   if (int rc = open_listener(reinterpret_cast<sockaddr *>(&ss), len, &fd)) return rc;
   sockaddr_storage bound;

@@ -10,7 +10,9 @@
  *  - a streaming replacement that also finds matches spanning two chunks:
  *    it holds back the last len(from)-1 bytes of each piece;
  *  - the body length changes, so Content-Length (and validators that
- *    describe the original bytes) are dropped from the copied head.
+ *    describe the original bytes) are dropped from the copied head;
+ *  - output backpressure: the next piece is read only while little is
+ *    queued for the client (example::writable in example_common.hpp).
  *
  *   icap-body-rewrite --port 1344 --from Squid --to Calamari
  *   squid.conf: icap_service body respmod_precache icap://127.0.0.1:1344/body_rewrite
@@ -92,6 +94,7 @@ static icap::Task rewrite(icap::Request req, std::string from, std::string to) {
     req.send_chunk(std::move(out));  // moved into libicap, no copy
 
   while (!body_done) {
+    co_await example::writable(req);  // a slow client slows the reading
     icap::Chunk c = co_await req.read_chunk();  // throws if the client left
     if (c.end()) break;
     if (std::string out = replacer.feed(c.data()); !out.empty())

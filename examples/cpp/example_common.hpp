@@ -179,4 +179,28 @@ inline void send_html_page(icap::Request& req, int code, const char* reason,
 
 }  // namespace example
 
+#if defined(__cpp_impl_coroutine)
+#include <icap/coro.hpp>
+
+#include <chrono>
+#include <thread>
+
+namespace example {
+
+/* Output backpressure for streaming coroutines: returns once the
+ * connection's write queue is at most `high_water` bytes, so a handler that
+ * reads the next piece only after this never queues more than that for a
+ * slow client. libicap's C API has no "queue drained" event yet, so this
+ * naps on the thread pool (2 ms at a time) while the queue is full; the
+ * loop thread never blocks. */
+inline icap::Task writable(icap::Request req,
+                           std::size_t high_water = 256 * 1024) {
+  while (req.write_queue_size() > high_water)
+    co_await req.offload(
+        [] { std::this_thread::sleep_for(std::chrono::milliseconds(2)); });
+}
+
+}  // namespace example
+#endif
+
 #endif  // ICAP_EXAMPLE_COMMON_HPP

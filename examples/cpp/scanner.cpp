@@ -10,10 +10,17 @@
  *    loop thread with the result;
  *  - a search that finds the signature across chunk boundaries (it carries
  *    the last 67 bytes of each piece over to the next);
- *  - a verdict that needs the whole body: the body is kept (up to
- *    --max-size) and, if clean, answered with 204 when the client allows
- *    it, else streamed back chunk by chunk; if infected, a 403 page
- *    replaces the response.
+ *  - streaming only data that was scanned clean.
+ *
+ * The verdict and the answer: a body of up to --hold bytes (default 32 KiB)
+ * is read and scanned completely before answering, so an infected one is
+ * replaced by a 403 page, and a clean one gets 204 (when the client allows
+ * it) or is sent back. A longer body cannot be held whole: Squid stops
+ * sending the body after about 64 KiB until the ICAP answer starts. So
+ * after --hold bytes scanned clean the scanner starts a 200 answer with the
+ * original head and streams each piece once it is scanned; if the signature
+ * turns up after that, the transaction is aborted and the client gets a
+ * cut-off response that never contains the complete signature.
  *
  *   icap-scanner --port 1344 --exempt image/ --exempt video/
  *   squid.conf: icap_service av respmod_precache icap://127.0.0.1:1344/scanner
@@ -34,9 +41,9 @@ static const std::string kEicar =
     "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
 struct Config {
-  std::vector<std::string> exempt;       // Content-Type prefixes
-  std::size_t max_size = 64u << 20;      // bytes kept for the verdict
-  std::size_t batch = 64u << 10;         // bytes scanned per offload
+  std::vector<std::string> exempt;  // Content-Type prefixes
+  std::size_t hold = 32u << 10;     // scanned before any answer starts
+  std::size_t batch = 64u << 10;    // bytes scanned per offload, at most
 };
 
 /* Finds kEicar in a stream given piece by piece; used on the thread pool,
@@ -86,53 +93,67 @@ static icap::Task scan(icap::Request req, const Config& cfg) {
   }
 
   Signature sig;
-  std::vector<std::string> body;  // kept pieces, sent back if clean
-  std::vector<std::string> batch;  // read, not scanned yet
-  std::size_t total = 0, batch_bytes = 0;
-  bool infected = false;
+  std::vector<std::string> unscanned;  // read, not scanned yet
+  std::vector<std::string> clean;      // scanned, not sent yet
+  std::size_t total = 0, unscanned_bytes = 0;
+  bool answering = false;  // the 200 answer has started
 
   while (true) {
     icap::Chunk c = co_await req.read_chunk();  // after the preview, the
     if (c.preview_end()) continue;              // next read sends 100
-    bool last = c.end();
+    const bool last = c.end();
     if (!c.empty()) {
       total += c.size();
-      batch_bytes += c.size();
-      batch.push_back(std::move(c).take());
+      unscanned_bytes += c.size();
+      unscanned.push_back(std::move(c).take());
     }
-    if (total > cfg.max_size) {
-      example::send_html_page(req, 403, "Forbidden", page("Too large to scan"));
-      co_return;  // libicap discards or closes on the unread rest
-    }
-    if (batch_bytes >= cfg.batch || (last && !batch.empty())) {
-      // The coroutine is suspended while the pool thread reads `batch` and
-      // `sig`, so nothing else touches them meanwhile.
-      infected = co_await req.offload([&] {
-        for (const auto& piece : batch)
+    const bool commit = !answering && !last && total >= cfg.hold;
+    if (!unscanned.empty() &&
+        (last || commit || answering || unscanned_bytes >= cfg.batch)) {
+      // The coroutine is suspended while a pool thread reads `unscanned`
+      // and `sig`, so nothing else touches them meanwhile.
+      bool infected = co_await req.offload([&] {
+        for (const auto& piece : unscanned)
           if (sig.feed(piece)) return true;
         return false;
       });
-      for (auto& piece : batch) body.push_back(std::move(piece));
-      batch.clear();
-      batch_bytes = 0;
-      if (infected) break;
+      if (infected) {
+        req.log(ICAP_LOG_INFO, "EICAR found in " + std::string(req.enc_req().uri));
+        if (!answering) {
+          example::send_html_page(req, 403, "Forbidden",
+                                  page("Virus found: EICAR test file"));
+        } else {
+          req.abort(ICAP_EHANDLER);  // cut the answer off; never deliver it
+        }
+        co_return;  // libicap discards (or closes on) the unread rest
+      }
+      for (auto& piece : unscanned) clean.push_back(std::move(piece));
+      unscanned.clear();
+      unscanned_bytes = 0;
+    }
+    if (commit) {  // too long to hold: answer now, stream the rest
+      answering = true;
+      req.copy_http_head();
+      req.send_headers(true);
+    }
+    if (answering) {
+      for (auto& piece : clean) req.send_chunk(std::move(piece));  // zero copy
+      clean.clear();
+      co_await example::writable(req);  // a slow client slows the reading
     }
     if (last) break;
   }
 
-  if (infected) {
-    req.log(ICAP_LOG_INFO, "EICAR found in " + std::string(req.enc_req().uri));
-    example::send_html_page(req, 403, "Forbidden", page("Virus found: EICAR test file"));
-    co_return;
-  }
-  if (req.allows(204)) {  // the client keeps its copy: send nothing back
+  if (answering) {
+    req.end();
+  } else if (req.allows(204)) {  // the client keeps its copy: send nothing
     req.no_adaptation_required();
-    co_return;
+  } else {
+    req.copy_http_head();
+    req.send_headers(true);
+    for (auto& piece : clean) req.send_chunk(std::move(piece));
+    req.end();
   }
-  req.copy_http_head();
-  req.send_headers(true);
-  for (auto& piece : body) req.send_chunk(std::move(piece));  // zero copy
-  req.end();
 }
 
 static int serve(const example::Args& args, const Config& cfg) {
@@ -152,16 +173,16 @@ int main(int argc, char** argv) {
       argc, argv,
       "ICAP RESPMOD service 'scanner': blocks responses containing the EICAR "
       "test string;\n--exempt PREFIX skips Content-Types starting with it.",
-      " [--exempt TYPE-PREFIX]... [--max-size BYTES]",
+      " [--exempt TYPE-PREFIX]... [--hold BYTES]",
       [&](std::string_view opt, const char* value) {
         if (opt == "--exempt")
           cfg.exempt.push_back(example::lower(value));
-        else if (opt == "--max-size")
-          cfg.max_size = std::strtoull(value, nullptr, 10);
+        else if (opt == "--hold")
+          cfg.hold = std::strtoull(value, nullptr, 10);
         else
           return false;
         return true;
       },
-      {"--exempt", "--max-size"});
+      {"--exempt", "--hold"});
   return example::guarded("icap-scanner", [&] { return serve(args, cfg); });
 }

@@ -376,6 +376,12 @@ typedef void (*icap_body_cb)(icap_request *req, int status, const char *data,
 ICAP_EXTERN int icap_request_read_chunk(icap_request *req, icap_body_cb cb,
                                         void *user);
 
+/* Backpressure: while more than ICAP_LIMIT_BUFFER_BYTES of this
+ * connection's output wait to be written, body pieces are not delivered
+ * (to read_chunk, push mode or the echo); delivery resumes as the client
+ * reads. A handler that streams its answer from the body is thus paced by
+ * the client without checks of its own. */
+
 /* Push streaming: `cb` is called for every piece until END (or an error),
  * unless paused. Passing NULL stops push mode. Returns 0, ICAP_EBUSY, ICAP_ESTATE. */
 ICAP_EXTERN int icap_request_set_body_cb(icap_request *req, icap_body_cb cb,

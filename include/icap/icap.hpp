@@ -34,8 +34,11 @@
  *  - a handler that throws makes the C handler return ICAP_EHANDLER, so the
  *    client gets 500 (if no response started yet) and the connection is
  *    closed;
- *  - a callback that throws later (body, offload, post, done) calls
- *    icap_request_abort(req, ICAP_EHANDLER), with the same effect;
+ *  - a callback that throws later (body, offload, post) calls
+ *    icap_request_abort(req, ICAP_EHANDLER), with the same effect (not for
+ *    an icap::Error saying the transaction is already over:
+ *    ICAP_ECONNRESET, ICAP_ETIMEDOUT, ICAP_ECANCELED, logged at debug level);
+ *  - a done callback that throws is only logged (the transaction is over);
  *  - the exception text is logged through the Server's log callback at
  *    ICAP_LOG_ERROR (when a log callback is set).
  *
@@ -429,6 +432,15 @@ inline void report_exception(ServerState* st, icap_request* req,
     st->write(routine ? ICAP_LOG_DEBUG : ICAP_LOG_ERROR, m);
   } catch (...) {
   }
+}
+
+/* Log the exception being handled and fail the transaction (500 if no
+ * response started, then close), unless the exception only says that the
+ * transaction is already over (client gone, timeout, stop). */
+inline void fail_request(ServerState* st, icap_request* req,
+                         const char* where) noexcept {
+  report_exception(st, req, where);
+  if (req && !current_exception_is_end()) icap_request_abort(req, ICAP_EHANDLER);
 }
 
 /* ----- per-transaction wrapper state (in the C request's data slot) ----- */
@@ -1026,8 +1038,7 @@ inline void body_trampoline(icap_request* r, int status, const char* data,
     try {
       fn->call(req, ChunkView(status, std::string_view(data, data ? len : 0)));
     } catch (...) {
-      report_exception(ctx->state, r, "body callback");
-      icap_request_abort(r, ICAP_EHANDLER);
+      fail_request(ctx->state, r, "body callback");
     }
   }
   // Put it back unless it was replaced, push mode is over, or the ctx died.
@@ -1051,8 +1062,7 @@ struct ReadOp {
       std::invoke(op->fn, req,
                   ChunkView(status, std::string_view(data, data ? len : 0)));
     } catch (...) {
-      report_exception(op->state, r, "read_chunk callback");
-      icap_request_abort(r, ICAP_EHANDLER);
+      fail_request(op->state, r, "read_chunk callback");
     }
   }
   ServerState* state;
@@ -1092,8 +1102,7 @@ struct OffloadOp {
       else
         std::invoke(op->then, req, std::move(*op->result.value));
     } catch (...) {
-      report_exception(op->state, r, "offload");
-      icap_request_abort(r, ICAP_EHANDLER);
+      fail_request(op->state, r, "offload");
     }
   }
 
@@ -1113,8 +1122,7 @@ struct PostOp {
     try {
       std::invoke(op->fn, req, status);
     } catch (...) {
-      report_exception(op->state, r, "post callback");
-      icap_request_abort(r, ICAP_EHANDLER);
+      fail_request(op->state, r, "post callback");
     }
   }
   ServerState* state;
@@ -1451,6 +1459,8 @@ class Server {
 
 /* ----------------------------------------------------------- utilities --- */
 
+/* The loaded library's version, comparable with ICAP_VERSION_HEX. */
+inline unsigned version() noexcept { return icap_version(); }
 /* The loaded library's version ("0.1.0"). */
 inline std::string_view version_string() noexcept {
   return detail::sv(icap_version_string());

@@ -318,7 +318,10 @@ bool Session::step_body() {
   if (r->resp == RespState::kDone && m != BodyMode::kEcho) m = BodyMode::kDiscard;
   if (m == BodyMode::kNone) return false;
   if (m == BodyMode::kPush && r->paused) return false;
-  if (m == BodyMode::kEcho && unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
+  // A client that reads our answer slowly slows down how fast its body is
+  // consumed, whoever consumes it (the echo, or a handler that streams),
+  // so output never queues without bound.
+  if (m != BodyMode::kDiscard && unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
   size_t avail = isize() - in_pos_;
   if (avail == 0) return false;
 

@@ -2,6 +2,8 @@
 
 #include <llhttp.h>
 
+#include "protocol/request_head.hpp"
+
 namespace icap::detail {
 
 namespace {
@@ -15,6 +17,8 @@ struct Ctx {
   bool too_many = false;
   std::string content_length;  // first Content-Length seen
   bool cl_mismatch = false;
+  bool bad_name = false;
+  bool te_and_cl = false;
 };
 
 Ctx *ctx(llhttp_t *p) { return static_cast<Ctx *>(p->data); }
@@ -31,6 +35,13 @@ int on_version(llhttp_t *p, const char *at, size_t len) { return append(ctx(p)->
 
 int flush_field(Ctx *c) {
   if (!c->in_value) return 0;
+  // llhttp (built without strict mode) lets "Host : x" through; RFC 9112
+  // 5.1 says a server must reject whitespace in or after a field name.
+  for (unsigned char ch : c->field)
+    if (!is_tchar(ch)) {
+      c->bad_name = true;
+      return -1;
+    }
   if (c->out->headers.size() >= c->max_fields) {
     c->too_many = true;
     return -1;
@@ -78,6 +89,12 @@ int on_header_value_complete(llhttp_t *p) {
 int on_headers_complete(llhttp_t *p) {
   Ctx *c = ctx(p);
   if (flush_field(c)) return -1;
+  // Clearing F_CONTENT_LENGTH for repeated identical values also hides
+  // llhttp's own Transfer-Encoding + Content-Length check: do it here.
+  if (!c->content_length.empty() && (p->flags & F_TRANSFER_ENCODING)) {
+    c->te_and_cl = true;
+    return -1;
+  }
   c->complete = true;
   // Only the head is ours to parse: the body comes in ICAP chunks.
   return HPE_PAUSED;
@@ -104,12 +121,14 @@ bool parse_http_head(std::string_view block, bool request, uint64_t max_fields,
 
   llhttp_t parser;
   llhttp_init(&parser, request ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
-  Ctx c{&out, max_fields, {}, {}, false, false, false, {}, false};
+  Ctx c{&out, max_fields, {}, {}, false, false, false, {}, false, false, false};
   parser.data = &c;
 
   llhttp_errno_t err = llhttp_execute(&parser, block.data(), block.size());
   if (!c.complete || (err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE && err != HPE_OK)) {
     if (c.too_many) reason = "too many encapsulated HTTP header fields";
+    else if (c.bad_name) reason = "bad character in an encapsulated header name";
+    else if (c.te_and_cl) reason = "both Transfer-Encoding and Content-Length";
     else if (c.cl_mismatch) reason = "conflicting Content-Length values";
     else if (err == HPE_OK) reason = "incomplete encapsulated HTTP header block";
     else reason = std::string("bad encapsulated HTTP header: ") + llhttp_get_error_reason(&parser);
@@ -122,6 +141,11 @@ bool parse_http_head(std::string_view block, bool request, uint64_t max_fields,
     reason = "bytes after the encapsulated HTTP header block";
     return false;
   }
+  for (unsigned char ch : out.reason)
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+      reason = "control character in the HTTP reason phrase";
+      return false;
+    }
   out.version = "HTTP/" + out.version;
   if (!request) out.status = parser.status_code;
   return true;

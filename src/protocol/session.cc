@@ -72,11 +72,11 @@ void Session::eof() {
   peer_eof_ = true;
   process();
   if (cur_ && !cur_->body_done) {
-    // The client is gone before its request was complete.
-    dead_ = true;
+    // The client is gone before its request was complete. Answers queued
+    // before are still written, then the connection closes.
+    closing_ = true;
     finish_transaction(ICAP_ECONNRESET);
-  } else if (!cur_ && in_pos_ < isize()) {
-    dead_ = true;  // half a request head: nothing to answer
+    state_ = State::kStopped;
   } else if (!cur_) {
     closing_ = true;
     state_ = State::kStopped;
@@ -116,6 +116,18 @@ void Session::process() {
       if (!progressed) break;
     }
   } while (again_ && !dead_);
+  if (peer_eof_ && !dead_) {
+    // The client closed its side: a request that still needs its bytes
+    // (a partial head, or a body being read) can never complete.
+    // Answers already queued are still written (the client may only have
+    // half-closed), then the connection closes.
+    Wait w = wait();
+    if (w == Wait::kHead || w == Wait::kBody) {
+      closing_ = true;
+      finish_transaction(ICAP_ECONNRESET);
+      state_ = State::kStopped;
+    }
+  }
   in_process_ = false;
   compact_input();
   host_->session_output();
@@ -417,22 +429,23 @@ void Session::protocol_error(int status, const std::string &why) {
   icap_request *r = cur_;
   log(status >= 500 ? ICAP_LOG_WARN : ICAP_LOG_INFO,
       "ICAP " + std::to_string(status) + " to " + peer_ip_ + ": " + why);
+  if (r && !r->end_status) r->end_status = ICAP_EPROTO;
   if (r && !r->answer_started()) {
     send_simple(r, status, true);
   } else {
     dead_ = true;
   }
   closing_ = true;
-  if (r && r->dispatched && (r->mode == BodyMode::kReadOnce || r->mode == BodyMode::kPush))
-    deliver(r, ICAP_EPROTO, nullptr, 0);
   finish_transaction(ICAP_EPROTO);
   state_ = State::kStopped;
 }
 
 void Session::fail(icap_request *r, int status, const std::string &why) {
   log(ICAP_LOG_ERROR, "transaction failed (" + std::to_string(status) + "): " + why);
+  if (!r->end_status) r->end_status = ICAP_EHANDLER;
+  // What was already queued (a complete answer, or part of a body) is still
+  // written; the close after it tells the client the answer is cut short.
   if (!r->answer_started()) send_simple(r, status, true);
-  else dead_ = true;
   closing_ = true;
   if (r == cur_) finish_transaction(ICAP_EHANDLER);
   host_->session_output();
@@ -442,6 +455,9 @@ void Session::finish_transaction(int status) {
   icap_request *r = cur_;
   if (!r) return;
   cur_ = nullptr;
+  // An answer the library sent on its own (timeout, failure) completes the
+  // transaction at once; the done callback still learns why.
+  if (status == 0 && r->end_status) status = r->end_status;
   if (r->close_after || r->client_close) closing_ = true;
   state_ = closing_ ? State::kStopped : State::kHead;
   if (status < 0 && r->dispatched && r->body_cb &&
@@ -514,6 +530,7 @@ void Session::timed_out(Wait w) {
       if (!r && in_pos_ < isize()) {
         cur_ = r = new icap_request(this);
       }
+      if (r && !r->end_status) r->end_status = ICAP_ETIMEDOUT;
       if (r && !r->answer_started()) send_simple(r, status, true);
       else dead_ = true;
       closing_ = true;
@@ -662,6 +679,9 @@ void Session::start_echo(icap_request *r) {
 
 void Session::after_response_done(icap_request *r) {
   if (r->close_after) closing_ = true;
+  // The rest of the body will be discarded: a pending read ends now.
+  if (r->body_cb && (r->mode == BodyMode::kReadOnce || r->mode == BodyMode::kPush))
+    deliver(r, r->end_status ? r->end_status : ICAP_ECANCELED, nullptr, 0);
   process();
 }
 

@@ -51,6 +51,7 @@ struct icap_request {
   int refs = 1;
   bool ended = false;      // the done callback ran (or the connection died)
   bool dispatched = false; // the handler was called
+  int end_status = 0;      // why the library ended it early (for on_done)
   void *data = nullptr;
   icap_done_cb done_cb = nullptr;
   void *done_user = nullptr;

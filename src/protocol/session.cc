@@ -612,7 +612,8 @@ void Session::send_options(icap_request *r) {
   g.add("Service-ID", svc->name);
   uint64_t maxc = svc->max_connections;
   if (!maxc) {
-    maxc = host_->session_connection_limit() / 8 * 7;
+    uint64_t limit = host_->session_connection_limit();
+    maxc = limit / 8 * 7 + limit % 8 * 7 / 8;  // 7/8, rounded down
     if (!maxc) maxc = 1;
   }
   g.add("Max-Connections", std::to_string(maxc));

@@ -144,6 +144,12 @@ void Connection::update() {
     linger();
     return;
   }
+  // During a drain, a connection whose last transaction just finished (it
+  // began before the stop, so it said keep-alive) is done now.
+  if (w_->draining() && session_.wait() == Session::Wait::kIdle) {
+    linger();
+    return;
+  }
   bool want = session_.wants_input();
   if (want && !reading_) {
     if (uv_read_start(reinterpret_cast<uv_stream_t *>(&tcp), on_alloc, on_read) == 0)
@@ -193,11 +199,7 @@ void Connection::on_timer(uv_timer_t *t) {
 }
 
 void Connection::drain() {
-  if (closing_) return;
-  if (lingering_) {
-    close(0);
-    return;
-  }
+  if (closing_ || lingering_) return;  // a lingering one ends by itself
   if (idle()) {
     close(ICAP_ECANCELED);
   } else {
@@ -209,7 +211,7 @@ void Connection::linger() {
   // Send FIN after the last answer, then drop what the client still sends
   // until it closes or the linger time passes. A client that already closed
   // its side has nothing more to send: close at once.
-  if (peer_eof_ || w_->draining()) {
+  if (peer_eof_) {
     close(0);
     return;
   }

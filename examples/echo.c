@@ -36,10 +36,10 @@ static void log_line(icap_server *srv, icap_log_level level, const char *msg, vo
   fprintf(stderr, "icap-echo: %s: %s\n", names[level], msg);
 }
 
-static void usage(void) {
-  fprintf(stderr, "usage: icap-echo [--host ADDR] [--port N] [--workers N] "
+static void usage(int status) {
+  fprintf(status ? stderr : stdout, "usage: icap-echo [--host ADDR] [--port N] [--workers N] "
                   "[--max-connections N] [--verbose]\n");
-  exit(2);
+  exit(status);
 }
 
 int main(int argc, char **argv) {
@@ -55,7 +55,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--max-connections") && i + 1 < argc)
       max_conns = strtoul(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--verbose")) verbose = 1;
-    else usage();
+    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) usage(0);
+    else usage(2);
   }
 
   icap_server *srv;

@@ -210,8 +210,10 @@ def _checkout_root():
 
 
 def _build_tree_candidates(root):
-    """libicap.so.0 files in <root>/build*/ (and one level below), newest
-    first, so the build that was made last wins."""
+    """libicap.so.0 files in <root>/build*/ (and one level below): the
+    README's <root>/build first, then the others newest first. Sanitizer
+    builds (build-asan, build-tsan) come last: their library cannot be
+    loaded into a plain python3."""
     found = []
     try:
         names = sorted(os.listdir(root))
@@ -230,7 +232,12 @@ def _build_tree_candidates(root):
             else:
                 continue
             break
-    found.sort(key=lambda p: os.path.getmtime(p), reverse=True)
+    def rank(p):
+        d = os.path.basename(os.path.dirname(p)) if os.path.basename(os.path.dirname(p)).startswith('build') \
+            else os.path.basename(os.path.dirname(os.path.dirname(p)))
+        sanitizer = any(x in d for x in ('asan', 'tsan', 'ubsan', 'msan'))
+        return (d != 'build', sanitizer, -os.path.getmtime(p))
+    found.sort(key=rank)
     return found
 
 

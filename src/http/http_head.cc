@@ -19,6 +19,7 @@ struct Ctx {
   bool cl_mismatch = false;
   bool bad_name = false;
   bool te_and_cl = false;
+  bool saw_te = false;
 };
 
 Ctx *ctx(llhttp_t *p) { return static_cast<Ctx *>(p->data); }
@@ -35,6 +36,11 @@ int on_version(llhttp_t *p, const char *at, size_t len) { return append(ctx(p)->
 
 int flush_field(Ctx *c) {
   if (!c->in_value) return 0;
+  if (c->field.empty()) {
+    c->bad_name = true;
+    return -1;
+  }
+  if (iequals(c->field, "transfer-encoding")) c->saw_te = true;
   // llhttp (built without strict mode) lets "Host : x" through; RFC 9112
   // 5.1 says a server must reject whitespace in or after a field name.
   for (unsigned char ch : c->field)
@@ -91,7 +97,7 @@ int on_headers_complete(llhttp_t *p) {
   if (flush_field(c)) return -1;
   // Clearing F_CONTENT_LENGTH for repeated identical values also hides
   // llhttp's own Transfer-Encoding + Content-Length check: do it here.
-  if (!c->content_length.empty() && (p->flags & F_TRANSFER_ENCODING)) {
+  if (!c->content_length.empty() && (c->saw_te || (p->flags & F_TRANSFER_ENCODING))) {
     c->te_and_cl = true;
     return -1;
   }
@@ -102,9 +108,34 @@ int on_headers_complete(llhttp_t *p) {
 
 }  // namespace
 
+// The line structure llhttp (built without strict mode) does not enforce:
+// every line ends in CRLF (no bare CR or LF), the block ends with the first
+// empty line, no line folding, nothing before the start line.
+static const char *check_lines(std::string_view b) {
+  if (b.size() < 4 || b.substr(b.size() - 4) != "\r\n\r\n") return "header block does not end with CRLF CRLF";
+  size_t line_start = 0;
+  for (size_t i = 0; i < b.size(); i++) {
+    char ch = b[i];
+    if (ch == '\n') return "bare LF in the encapsulated header block";
+    if (ch != '\r') continue;
+    if (i + 1 >= b.size() || b[i + 1] != '\n') return "bare CR in the encapsulated header block";
+    if (i == line_start && i + 2 != b.size()) return "empty line inside the encapsulated header block";
+    i++;
+    line_start = i + 1;
+    if (line_start < b.size() && (b[line_start] == ' ' || b[line_start] == '\t'))
+      return "obsolete line folding in the encapsulated header block";
+  }
+  return nullptr;
+}
+
 bool parse_http_head(std::string_view block, bool request, uint64_t max_fields,
                      HttpHead &out, std::string &reason) {
   out.clear();
+  if (const char *why = check_lines(block)) {
+    out.present = true;
+    reason = why;
+    return false;
+  }
   out.present = true;
   out.raw.assign(block);
 
@@ -121,7 +152,7 @@ bool parse_http_head(std::string_view block, bool request, uint64_t max_fields,
 
   llhttp_t parser;
   llhttp_init(&parser, request ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
-  Ctx c{&out, max_fields, {}, {}, false, false, false, {}, false, false, false};
+  Ctx c{&out, max_fields, {}, {}, false, false, false, {}, false, false, false, false};
   parser.data = &c;
 
   llhttp_errno_t err = llhttp_execute(&parser, block.data(), block.size());
@@ -146,6 +177,24 @@ bool parse_http_head(std::string_view block, bool request, uint64_t max_fields,
       reason = "control character in the HTTP reason phrase";
       return false;
     }
+  if (out.version.empty()) {
+    reason = "no HTTP version in the start line";
+    return false;
+  }
+  if (request) {
+    if (out.method.empty() || out.uri.empty()) {
+      reason = "incomplete HTTP request line";
+      return false;
+    }
+    for (unsigned char ch : out.uri)
+      if (ch <= 0x20 || ch == 0x7f) {
+        reason = "bad character in the HTTP request target";
+        return false;
+      }
+  } else if (parser.status_code < 100 || parser.status_code > 999) {
+    reason = "bad HTTP status code";
+    return false;
+  }
   out.version = "HTTP/" + out.version;
   if (!request) out.status = parser.status_code;
   return true;

@@ -84,6 +84,13 @@ bool ChunkDecoder::parse_size_line() {
         i++;
         while (i < s.size() && s[i] != '"') {
           if (s[i] == '\\') i++;
+          if (i < s.size()) {
+            unsigned char q = static_cast<unsigned char>(s[i]);
+            if ((q < 0x20 && q != '\t') || q == 0x7f) {
+              error_ = "control character in a chunk extension";
+              return false;
+            }
+          }
           i++;
         }
         if (i >= s.size()) {
@@ -141,9 +148,20 @@ ChunkDecoder::Event ChunkDecoder::next(const char *p, size_t n, size_t *used,
         line_.pop_back();
         if (state_ == kTrailerLine) {
           bool empty = line_.empty();
-          if (!empty && line_.find(':') == std::string::npos) {
-            *used = i;
-            return fail("malformed trailer line");
+          if (!empty) {
+            // name ":" value, the name a token (RFC 9112 section 7.1.2).
+            size_t colon = line_.find(':');
+            bool ok = colon != std::string::npos && colon > 0;
+            for (size_t k = 0; ok && k < colon; k++)
+              ok = is_tchar(static_cast<unsigned char>(line_[k]));
+            for (size_t k = colon + 1; ok && k < line_.size(); k++) {
+              unsigned char v = static_cast<unsigned char>(line_[k]);
+              ok = !((v < 0x20 && v != '\t') || v == 0x7f);
+            }
+            if (!ok) {
+              *used = i;
+              return fail("malformed trailer line");
+            }
           }
           line_.clear();
           if (empty) {

@@ -88,7 +88,13 @@ void Session::eof() {
 
 bool Session::wants_input() const {
   if (closing_ || dead_ || peer_eof_ || state_ == State::kStopped) return false;
-  return isize() - in_pos_ < (*limits_)[ICAP_LIMIT_BUFFER_BYTES];
+  // A client that sends but does not read our answers is not read either.
+  if (unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
+  uint64_t room = (*limits_)[ICAP_LIMIT_BUFFER_BYTES];
+  // A request head may need more than the buffer limit: its own limits apply.
+  if (state_ == State::kHead || state_ == State::kEncapsulated)
+    room += (*limits_)[ICAP_LIMIT_HEADER_BYTES] + (*limits_)[ICAP_LIMIT_HTTP_HEADER_BYTES];
+  return isize() - in_pos_ < room;
 }
 
 void Session::process() {
@@ -150,6 +156,9 @@ bool Session::step_head() {
     state_ = State::kStopped;
     return false;
   }
+  // Answers the client has not read yet hold back the next request, so a
+  // pipelining client that never reads cannot make output grow unbounded.
+  if (unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
   // Empty lines between messages are skipped (RFC 9112 section 2.2).
   const char *in = ibase();
   while (isize() - in_pos_ >= 2 && in[in_pos_] == '\r' && in[in_pos_ + 1] == '\n') {
@@ -430,11 +439,9 @@ void Session::protocol_error(int status, const std::string &why) {
   log(status >= 500 ? ICAP_LOG_WARN : ICAP_LOG_INFO,
       "ICAP " + std::to_string(status) + " to " + peer_ip_ + ": " + why);
   if (r && !r->end_status) r->end_status = ICAP_EPROTO;
-  if (r && !r->answer_started()) {
-    send_simple(r, status, true);
-  } else {
-    dead_ = true;
-  }
+  // Answers already queued (an earlier pipelined one, a 204 to a preview)
+  // are still written; then the connection closes.
+  if (r && !r->answer_started()) send_simple(r, status, true);
   closing_ = true;
   finish_transaction(ICAP_EPROTO);
   state_ = State::kStopped;
@@ -532,7 +539,6 @@ void Session::timed_out(Wait w) {
       }
       if (r && !r->end_status) r->end_status = ICAP_ETIMEDOUT;
       if (r && !r->answer_started()) send_simple(r, status, true);
-      else dead_ = true;
       closing_ = true;
       break;
     }

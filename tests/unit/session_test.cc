@@ -245,7 +245,7 @@ void add_protocol_table(std::vector<Case> &v) {
                next_echo(),
            {Eres(res_200(10), "")},
            1,
-           true,
+           false,
            "H(echo) D-12"};
     c.loose = true;
     v.push_back(c);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench_pyicap.py - the same Python echo service on libicap and on pyicap.
+"""pyicap_compare.py - the same Python echo service on libicap and on pyicap.
 
     python3 bindings/python/bench_pyicap.py [--pyicap PATH] [options]
 
@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bindings', 'python')
 
 SERVER_TEMPLATE = r'''
 import socketserver, sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pyicap_compare.py - the same Python echo service on libicap and on pyicap.
 
-    python3 bindings/python/bench_pyicap.py [--pyicap PATH] [options]
+    python3 bench/pyicap_compare.py [--pyicap PATH] [options]
 
 Runs pyicap's README echo service (OPTIONS + RESPMOD with
 no_adaptation_required(), a ThreadingMixIn server) twice: once with

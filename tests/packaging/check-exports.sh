@@ -5,7 +5,7 @@
 set -euo pipefail
 lib=$1
 extra=$(nm -D --defined-only "$lib" | awk '{print $NF}' | sed 's/@.*//' |
-        grep -v -E '^(icap_[a-z0-9_]+|LIBICAP_0)$' || true)
+        grep -v -E '^(icap_[a-z0-9_]+|ICAP_0)$' || true)
 if [ -n "$extra" ]; then
   echo "FAIL: symbols outside icap_*:"; echo "$extra" | head -20; exit 1
 fi

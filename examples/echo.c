@@ -37,8 +37,9 @@ static void log_line(icap_server *srv, icap_log_level level, const char *msg, vo
 }
 
 static void usage(int status) {
-  fprintf(status ? stderr : stdout, "usage: icap-echo [--host ADDR] [--port N] [--workers N] "
-                  "[--max-connections N] [--verbose]\n");
+  fprintf(status ? stderr : stdout,
+          "usage: icap-echo [--host ADDR] [--port N] [--workers N] "
+          "[--max-connections N] [--verbose]\n");
   exit(status);
 }
 
@@ -49,21 +50,28 @@ int main(int argc, char **argv) {
   int verbose = 0;
   unsigned long max_conns = 0;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--host") && i + 1 < argc) host = argv[++i];
-    else if (!strcmp(argv[i], "--port") && i + 1 < argc) port = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--workers") && i + 1 < argc) workers = (unsigned)atoi(argv[++i]);
+    if (!strcmp(argv[i], "--host") && i + 1 < argc)
+      host = argv[++i];
+    else if (!strcmp(argv[i], "--port") && i + 1 < argc)
+      port = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
+      workers = (unsigned)atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-connections") && i + 1 < argc)
       max_conns = strtoul(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--verbose")) verbose = 1;
-    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) usage(0);
-    else usage(2);
+    else if (!strcmp(argv[i], "--verbose"))
+      verbose = 1;
+    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+      usage(0);
+    else
+      usage(2);
   }
 
   icap_server *srv;
   icap_service *svc;
   int rc = icap_server_new(&srv);
   if (rc == 0) rc = icap_server_set_workers(srv, workers);
-  if (rc == 0) rc = icap_server_set_log(srv, verbose ? ICAP_LOG_DEBUG : ICAP_LOG_WARN, log_line, NULL);
+  if (rc == 0)
+    rc = icap_server_set_log(srv, verbose ? ICAP_LOG_DEBUG : ICAP_LOG_WARN, log_line, NULL);
   if (rc == 0 && max_conns) rc = icap_server_set_limit(srv, ICAP_LIMIT_CONNECTIONS, max_conns);
   if (rc == 0) rc = icap_server_add_service(srv, "echo", &svc);
   if (rc == 0) rc = icap_service_set_handler(svc, ICAP_METHOD_REQMOD, echo_handler, NULL);

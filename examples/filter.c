@@ -31,10 +31,10 @@ int main(int argc, char **argv) {
   icap_server *srv;
   icap_service *svc;
   icap_server_new(&srv);
-  icap_server_add_service(srv, "filter", &svc);   /* icap://host:1344/filter */
+  icap_server_add_service(srv, "filter", &svc); /* icap://host:1344/filter */
   icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, respmod, NULL);
   if (icap_server_listen(srv, "127.0.0.1", port) != 0) return 1;
-  icap_server_run(srv);           /* until icap_server_stop() */
+  icap_server_run(srv); /* until icap_server_stop() */
   icap_server_free(srv);
   return 0;
 }

@@ -27,8 +27,7 @@
 /* Replaces `from` by `to` in a stream given piece by piece. */
 class Replacer {
  public:
-  Replacer(std::string from, std::string to)
-      : from_(std::move(from)), to_(std::move(to)) {}
+  Replacer(std::string from, std::string to) : from_(std::move(from)), to_(std::move(to)) {}
 
   /* The output that is final so far. */
   std::string feed(std::string_view in) {
@@ -56,8 +55,7 @@ class Replacer {
 
 static bool is_plain_html(const icap::Request& req) {
   std::string type = example::lower(req.enc_res_header("Content-Type").value_or(""));
-  std::string coding =
-      example::lower(req.enc_res_header("Content-Encoding").value_or("identity"));
+  std::string coding = example::lower(req.enc_res_header("Content-Encoding").value_or("identity"));
   return type.rfind("text/html", 0) == 0 && (coding == "identity" || coding.empty());
 }
 
@@ -86,27 +84,24 @@ static icap::Task rewrite(icap::Request req, std::string from, std::string to) {
     preview += c.data();
   }
 
-  req.copy_http_head({"Content-Length", "Content-MD5", "ETag",
-                      "Accept-Ranges", "Transfer-Encoding"});
+  req.copy_http_head(
+      {"Content-Length", "Content-MD5", "ETag", "Accept-Ranges", "Transfer-Encoding"});
   req.set_enc_header("X-Libicap", "body-rewritten");
   req.send_headers(true);
   if (std::string out = replacer.feed(preview); !out.empty())
     req.send_chunk(std::move(out));  // moved into libicap, no copy
 
   while (!body_done) {
-    co_await example::writable(req);  // a slow client slows the reading
+    co_await example::writable(req);            // a slow client slows the reading
     icap::Chunk c = co_await req.read_chunk();  // throws if the client left
     if (c.end()) break;
-    if (std::string out = replacer.feed(c.data()); !out.empty())
-      req.send_chunk(std::move(out));
+    if (std::string out = replacer.feed(c.data()); !out.empty()) req.send_chunk(std::move(out));
   }
-  if (std::string out = replacer.finish(); !out.empty())
-    req.send_chunk(std::move(out));
+  if (std::string out = replacer.finish(); !out.empty()) req.send_chunk(std::move(out));
   req.end();
 }
 
-static int serve(const example::Args& args, const std::string& from,
-                 const std::string& to) {
+static int serve(const example::Args& args, const std::string& from, const std::string& to) {
   icap::Server server;
   example::setup(server, args, "icap-body-rewrite");
 
@@ -119,22 +114,24 @@ static int serve(const example::Args& args, const std::string& from,
 
 int main(int argc, char** argv) {
   std::string from = "libicap", to = "LIBICAP";
-  example::Args args = example::parse_args(
-      argc, argv,
-      "ICAP RESPMOD service 'body_rewrite': replaces FROM by TO in text/html "
-      "bodies (default: libicap -> LIBICAP).",
-      " [--from WORD] [--to WORD]",
-      [&](std::string_view opt, const char* value) {
-        if (opt == "--from") from = value;
-        else if (opt == "--to") to = value;
-        else return false;
-        return true;
-      },
-      {"--from", "--to"});
+  example::Args args =
+      example::parse_args(argc, argv,
+                          "ICAP RESPMOD service 'body_rewrite': replaces FROM by TO in text/html "
+                          "bodies (default: libicap -> LIBICAP).",
+                          " [--from WORD] [--to WORD]",
+                          [&](std::string_view opt, const char* value) {
+                            if (opt == "--from")
+                              from = value;
+                            else if (opt == "--to")
+                              to = value;
+                            else
+                              return false;
+                            return true;
+                          },
+                          {"--from", "--to"});
   if (from.empty()) {
     std::fprintf(stderr, "icap-body-rewrite: --from must not be empty\n");
     return 2;
   }
-  return example::guarded("icap-body-rewrite",
-                          [&] { return serve(args, from, to); });
+  return example::guarded("icap-body-rewrite", [&] { return serve(args, from, to); });
 }

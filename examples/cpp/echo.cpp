@@ -17,7 +17,8 @@ static int serve(const example::Args& args) {
   icap::Server server;
   example::setup(server, args, "icap-cpp-echo");
 
-  server.service("echo")
+  server
+      .service("echo")
       // OPTIONS is generated from the registration (Methods, ISTag, Preview,
       // Allow: 204, Transfer-Preview: * ...); a handler may add or override
       // headers before send_headers(), like pyicap's echo_OPTIONS.

@@ -35,15 +35,14 @@ using OptionFn = std::function<bool(std::string_view name, const char* value)>;
 /* Parse the command line. `extra(name, value)` handles the example's own
  * options and returns false for unknown ones; `extra_usage` lists them.
  * Prints usage and exits on --help or an error. */
-inline Args parse_args(int argc, char** argv, const char* what,
-                       const char* extra_usage = "",
+inline Args parse_args(int argc, char** argv, const char* what, const char* extra_usage = "",
                        const OptionFn& extra = nullptr,
                        std::initializer_list<std::string_view> valued = {}) {
   Args a;
   auto usage = [&](int code) {
     std::fprintf(code ? stderr : stdout,
-                 "usage: %s [--host H] [--port P] [--workers N] [-v]%s\n%s\n",
-                 argv[0], extra_usage, what);
+                 "usage: %s [--host H] [--port P] [--workers N] [-v]%s\n%s\n", argv[0], extra_usage,
+                 what);
     std::exit(code);
   };
   for (int i = 1; i < argc; ++i) {
@@ -103,8 +102,7 @@ inline void setup(icap::Server& srv, const Args& a, const char* name) {
       a.verbose ? ICAP_LOG_DEBUG : ICAP_LOG_INFO);
   srv.workers(a.workers);
   srv.listen(a.host, a.port);
-  std::fprintf(stderr, "%s: listening on %s:%d\n", name, a.host.c_str(),
-               srv.port(0));
+  std::fprintf(stderr, "%s: listening on %s:%d\n", name, a.host.c_str(), srv.port(0));
 
   g_server.store(&srv);
   struct sigaction sa {};
@@ -146,11 +144,20 @@ inline std::string html_escape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -193,11 +200,9 @@ namespace example {
  * slow client. libicap's C API has no "queue drained" event yet, so this
  * naps on the thread pool (2 ms at a time) while the queue is full; the
  * loop thread never blocks. */
-inline icap::Task writable(icap::Request req,
-                           std::size_t high_water = 256 * 1024) {
+inline icap::Task writable(icap::Request req, std::size_t high_water = 256 * 1024) {
   while (req.write_queue_size() > high_water)
-    co_await req.offload(
-        [] { std::this_thread::sleep_for(std::chrono::milliseconds(2)); });
+    co_await req.offload([] { std::this_thread::sleep_for(std::chrono::milliseconds(2)); });
 }
 
 }  // namespace example

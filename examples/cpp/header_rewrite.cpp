@@ -51,7 +51,7 @@ static void when_writable(icap::Request& req, void (*next)(icap::Request&)) {
 /* Copy the rest of the body, one piece per read. */
 static void pump(icap::Request& req) {
   req.read_chunk([](icap::Request& r, const icap::ChunkView& c) {
-    if (c.error()) return;  // the client went away: nobody to answer
+    if (c.error()) return;                   // the client went away: nobody to answer
     if (!c.empty()) r.send_chunk(c.data());  // copied; c is only borrowed
     if (c.end()) {
       r.end();
@@ -99,17 +99,17 @@ static int serve(const example::Args& args) {
 }
 
 int main(int argc, char** argv) {
-  example::Args args = example::parse_args(
-      argc, argv,
-      "ICAP RESPMOD service 'header_rewrite': adds X-Libicap: rewritten and "
-      "removes headers\n(default: Server, X-Powered-By).",
-      " [--remove HEADER]...",
-      [](std::string_view opt, const char* value) {
-        if (opt != "--remove") return false;
-        g_remove.emplace_back(value);
-        return true;
-      },
-      {"--remove"});
+  example::Args args =
+      example::parse_args(argc, argv,
+                          "ICAP RESPMOD service 'header_rewrite': adds X-Libicap: rewritten and "
+                          "removes headers\n(default: Server, X-Powered-By).",
+                          " [--remove HEADER]...",
+                          [](std::string_view opt, const char* value) {
+                            if (opt != "--remove") return false;
+                            g_remove.emplace_back(value);
+                            return true;
+                          },
+                          {"--remove"});
   if (g_remove.empty()) g_remove = {"Server", "X-Powered-By"};
   return example::guarded("icap-header-rewrite", [&] { return serve(args); });
 }

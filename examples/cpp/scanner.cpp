@@ -37,8 +37,7 @@
 // The EICAR anti-virus test file, in two halves so that this source file is
 // not itself taken for a test virus.
 static const std::string kEicar =
-    std::string("X5O!P%@AP[4\\PZX54(P^)7CC)7}$") +
-    "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    std::string("X5O!P%@AP[4\\PZX54(P^)7CC)7}$") + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
 struct Config {
   std::vector<std::string> exempt;  // Content-Type prefixes
@@ -56,8 +55,8 @@ class Signature {
     // the first len-1 bytes of this piece.
     std::string seam = tail_;
     seam.append(piece.substr(0, keep));
-    bool hit = seam.find(kEicar) != std::string::npos ||
-               piece.find(kEicar) != std::string_view::npos;
+    bool hit =
+        seam.find(kEicar) != std::string::npos || piece.find(kEicar) != std::string_view::npos;
     // Carry the stream's last len-1 bytes (they may span short pieces).
     if (piece.size() >= keep) {
       tail_.assign(piece.substr(piece.size() - keep));
@@ -80,10 +79,12 @@ static bool exempt(const Config& cfg, const icap::Request& req) {
 }
 
 static std::string page(const char* what) {
-  return std::string("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-                     "<title>403 Forbidden</title></head>\n<body><h1>") +
-         what + "</h1>\n<p>The libicap scanner example blocked this "
-                "response.</p></body></html>\n";
+  return std::string(
+             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+             "<title>403 Forbidden</title></head>\n<body><h1>") +
+         what +
+         "</h1>\n<p>The libicap scanner example blocked this "
+         "response.</p></body></html>\n";
 }
 
 static icap::Task scan(icap::Request req, const Config& cfg) {
@@ -108,8 +109,7 @@ static icap::Task scan(icap::Request req, const Config& cfg) {
       unscanned.push_back(std::move(c).take());
     }
     const bool commit = !answering && !last && total >= cfg.hold;
-    if (!unscanned.empty() &&
-        (last || commit || answering || unscanned_bytes >= cfg.batch)) {
+    if (!unscanned.empty() && (last || commit || answering || unscanned_bytes >= cfg.batch)) {
       // The coroutine is suspended while a pool thread reads `unscanned`
       // and `sig`, so nothing else touches them meanwhile.
       bool infected = co_await req.offload([&] {
@@ -120,8 +120,7 @@ static icap::Task scan(icap::Request req, const Config& cfg) {
       if (infected) {
         req.log(ICAP_LOG_INFO, "EICAR found in " + std::string(req.enc_req().uri));
         if (!answering) {
-          example::send_html_page(req, 403, "Forbidden",
-                                  page("Virus found: EICAR test file"));
+          example::send_html_page(req, 403, "Forbidden", page("Virus found: EICAR test file"));
         } else {
           req.abort(ICAP_EHANDLER);  // cut the answer off; never deliver it
         }
@@ -160,29 +159,28 @@ static int serve(const example::Args& args, const Config& cfg) {
   icap::Server server;
   example::setup(server, args, "icap-scanner");
 
-  server.service("scanner")
-      .preview(1024)
-      .respmod([&cfg](icap::Request req) { return scan(req, cfg); });
+  server.service("scanner").preview(1024).respmod(
+      [&cfg](icap::Request req) { return scan(req, cfg); });
 
   return example::run(server, "icap-scanner");
 }
 
 int main(int argc, char** argv) {
   Config cfg;
-  example::Args args = example::parse_args(
-      argc, argv,
-      "ICAP RESPMOD service 'scanner': blocks responses containing the EICAR "
-      "test string;\n--exempt PREFIX skips Content-Types starting with it.",
-      " [--exempt TYPE-PREFIX]... [--hold BYTES]",
-      [&](std::string_view opt, const char* value) {
-        if (opt == "--exempt")
-          cfg.exempt.push_back(example::lower(value));
-        else if (opt == "--hold")
-          cfg.hold = std::strtoull(value, nullptr, 10);
-        else
-          return false;
-        return true;
-      },
-      {"--exempt", "--hold"});
+  example::Args args =
+      example::parse_args(argc, argv,
+                          "ICAP RESPMOD service 'scanner': blocks responses containing the EICAR "
+                          "test string;\n--exempt PREFIX skips Content-Types starting with it.",
+                          " [--exempt TYPE-PREFIX]... [--hold BYTES]",
+                          [&](std::string_view opt, const char* value) {
+                            if (opt == "--exempt")
+                              cfg.exempt.push_back(example::lower(value));
+                            else if (opt == "--hold")
+                              cfg.hold = std::strtoull(value, nullptr, 10);
+                            else
+                              return false;
+                            return true;
+                          },
+                          {"--exempt", "--hold"});
   return example::guarded("icap-scanner", [&] { return serve(args, cfg); });
 }

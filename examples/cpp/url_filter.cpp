@@ -47,12 +47,10 @@ static std::string request_host(const icap::Request& req) {
   return example::lower(host);
 }
 
-static bool is_blocked(const std::string& host,
-                       const std::vector<std::string>& blocked) {
+static bool is_blocked(const std::string& host, const std::vector<std::string>& blocked) {
   for (const auto& b : blocked) {
     if (host == b) return true;
-    if (host.size() > b.size() &&
-        host.compare(host.size() - b.size(), b.size(), b) == 0 &&
+    if (host.size() > b.size() && host.compare(host.size() - b.size(), b.size(), b) == 0 &&
         host[host.size() - b.size() - 1] == '.')
       return true;
   }
@@ -62,49 +60,45 @@ static bool is_blocked(const std::string& host,
 static std::string block_page(const std::string& host, std::string_view url) {
   return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
          "<title>403 Forbidden</title></head>\n<body><h1>Access denied</h1>\n"
-         "<p>Requests to <b>" + example::html_escape(host) +
+         "<p>Requests to <b>" +
+         example::html_escape(host) +
          "</b> are blocked by policy (libicap url_filter).</p>\n<p><code>" +
          example::html_escape(url) + "</code></p></body></html>\n";
 }
 
-static int serve(const example::Args& args,
-                 const std::vector<std::string>& blocked) {
+static int serve(const example::Args& args, const std::vector<std::string>& blocked) {
   icap::Server server;
   example::setup(server, args, "icap-url-filter");
 
-  server.service("url_filter")
-      .preview(0)
-      .reqmod([&blocked](icap::Request& req) {
-        std::string host = request_host(req);
-        if (host.empty() || !is_blocked(host, blocked)) {
-          req.no_adaptation_required();
-          return;
-        }
-        req.log(ICAP_LOG_INFO, "blocked " + std::string(req.enc_req().uri));
-        // Any request body is left unread; libicap discards it or closes
-        // the connection after the answer.
-        example::send_html_page(req, 403, "Forbidden",
-                                block_page(host, req.enc_req().uri));
-      });
+  server.service("url_filter").preview(0).reqmod([&blocked](icap::Request& req) {
+    std::string host = request_host(req);
+    if (host.empty() || !is_blocked(host, blocked)) {
+      req.no_adaptation_required();
+      return;
+    }
+    req.log(ICAP_LOG_INFO, "blocked " + std::string(req.enc_req().uri));
+    // Any request body is left unread; libicap discards it or closes
+    // the connection after the answer.
+    example::send_html_page(req, 403, "Forbidden", block_page(host, req.enc_req().uri));
+  });
 
   return example::run(server, "icap-url-filter");
 }
 
 int main(int argc, char** argv) {
   std::vector<std::string> blocked;
-  example::Args args = example::parse_args(
-      argc, argv,
-      "ICAP REQMOD service 'url_filter': 403 page for the listed hosts "
-      "(and their subdomains).",
-      " [--block HOST]...",
-      [&](std::string_view opt, const char* value) {
-        if (opt != "--block") return false;
-        std::string h = example::lower(value);
-        while (!h.empty() && h.back() == '.') h.pop_back();
-        if (!h.empty()) blocked.push_back(h);
-        return true;
-      },
-      {"--block"});
-  return example::guarded("icap-url-filter",
-                          [&] { return serve(args, blocked); });
+  example::Args args =
+      example::parse_args(argc, argv,
+                          "ICAP REQMOD service 'url_filter': 403 page for the listed hosts "
+                          "(and their subdomains).",
+                          " [--block HOST]...",
+                          [&](std::string_view opt, const char* value) {
+                            if (opt != "--block") return false;
+                            std::string h = example::lower(value);
+                            while (!h.empty() && h.back() == '.') h.pop_back();
+                            if (!h.empty()) blocked.push_back(h);
+                            return true;
+                          },
+                          {"--block"});
+  return example::guarded("icap-url-filter", [&] { return serve(args, blocked); });
 }

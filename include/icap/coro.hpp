@@ -76,8 +76,7 @@ namespace icap {
 class Chunk : public detail::ChunkStatus {
  public:
   Chunk() noexcept = default;
-  Chunk(int status, std::string data) noexcept
-      : ChunkStatus(status), data_(std::move(data)) {}
+  Chunk(int status, std::string data) noexcept : ChunkStatus(status), data_(std::move(data)) {}
 
   std::string_view data() const noexcept { return data_; }
   std::size_t size() const noexcept { return data_.size(); }
@@ -125,9 +124,7 @@ class Task {
     promise_type(const promise_type&) = delete;
     promise_type& operator=(const promise_type&) = delete;
 
-    Task get_return_object() noexcept {
-      return Task(handle_type::from_promise(*this));
-    }
+    Task get_return_object() noexcept { return Task(handle_type::from_promise(*this)); }
     std::suspend_never initial_suspend() const noexcept { return {}; }
     FinalAwaiter final_suspend() const noexcept { return {}; }
     void return_void() const noexcept {}
@@ -246,8 +243,8 @@ struct ChunkAwaiter {
     return std::move(result);
   }
 
-  static void callback(icap_request*, int status, const char* data,
-                       std::size_t len, void* user) noexcept {
+  static void callback(icap_request*, int status, const char* data, std::size_t len,
+                       void* user) noexcept {
     auto* self = static_cast<ChunkAwaiter*>(user);
     self->deliver(status, data, data ? len : 0);
     self->completed = true;
@@ -267,8 +264,7 @@ struct ChunkAwaiter {
           return;
         }
       }
-      result = Chunk(status, status >= 0 ? std::string(data, len)
-                                         : std::string());
+      result = Chunk(status, status >= 0 ? std::string(data, len) : std::string());
     } catch (...) {
       result = Chunk(ICAP_ENOMEM, std::string());
     }
@@ -299,8 +295,7 @@ struct OffloadAwaiter {
     icap_request_ref(req.native_handle());
     reffed = true;
     in_suspend = true;
-    int rc = icap_request_offload(req.native_handle(), &work_cb, &done_cb,
-                                  this);
+    int rc = icap_request_offload(req.native_handle(), &work_cb, &done_cb, this);
     in_suspend = false;
     if (rc < 0) {
       start_rc = rc;
@@ -348,16 +343,14 @@ struct OffloadAwaiter {
 
 }  // namespace detail
 
-inline detail::ChunkAwaiter Request::read_chunk() {
-  return detail::ChunkAwaiter(*this);
-}
+inline detail::ChunkAwaiter Request::read_chunk() { return detail::ChunkAwaiter(*this); }
 
 template <class Work>
 detail::OffloadAwaiter<std::decay_t<Work>> Request::offload(Work&& work) {
   static_assert(std::is_invocable_v<std::decay_t<Work>&>,
                 "offload work must be callable as work()");
-  return detail::OffloadAwaiter<std::decay_t<Work>>(
-      *this, std::decay_t<Work>(std::forward<Work>(work)));
+  return detail::OffloadAwaiter<std::decay_t<Work>>(*this,
+                                                    std::decay_t<Work>(std::forward<Work>(work)));
 }
 
 }  // namespace icap

@@ -45,31 +45,30 @@ extern "C" {
 /* ------------------------------------------------------------ errors --- */
 
 /* X-macro: name, value, message. Codes are only ever appended. */
-#define ICAP_ERRNO_MAP(XX)                                                   \
-  XX(EINVAL, -1, "invalid argument")                                         \
-  XX(ENOMEM, -2, "out of memory")                                            \
-  XX(ESTATE, -3, "operation not valid in the current state")                 \
-  XX(EEXIST, -4, "already exists")                                           \
-  XX(ENOENT, -5, "no such entry")                                            \
-  XX(EADDRINUSE, -6, "address already in use")                               \
-  XX(EADDRNOTAVAIL, -7, "address not available")                             \
-  XX(EIO, -8, "I/O error")                                                   \
-  XX(ECONNRESET, -9, "the client went away")                                 \
-  XX(ETIMEDOUT, -10, "timed out")                                            \
-  XX(ECANCELED, -11, "operation canceled")                                   \
-  XX(EPROTO, -12, "protocol error")                                          \
-  XX(ELIMIT, -13, "a configured limit was exceeded")                         \
-  XX(EBUSY, -14, "resource busy")                                            \
-  XX(ECONSUMED, -15,                                                         \
-     "the body was already consumed and cannot be echoed")                   \
-  XX(EHANDLER, -16, "the handler failed")                                    \
+#define ICAP_ERRNO_MAP(XX)                                                 \
+  XX(EINVAL, -1, "invalid argument")                                       \
+  XX(ENOMEM, -2, "out of memory")                                          \
+  XX(ESTATE, -3, "operation not valid in the current state")               \
+  XX(EEXIST, -4, "already exists")                                         \
+  XX(ENOENT, -5, "no such entry")                                          \
+  XX(EADDRINUSE, -6, "address already in use")                             \
+  XX(EADDRNOTAVAIL, -7, "address not available")                           \
+  XX(EIO, -8, "I/O error")                                                 \
+  XX(ECONNRESET, -9, "the client went away")                               \
+  XX(ETIMEDOUT, -10, "timed out")                                          \
+  XX(ECANCELED, -11, "operation canceled")                                 \
+  XX(EPROTO, -12, "protocol error")                                        \
+  XX(ELIMIT, -13, "a configured limit was exceeded")                       \
+  XX(EBUSY, -14, "resource busy")                                          \
+  XX(ECONSUMED, -15, "the body was already consumed and cannot be echoed") \
+  XX(EHANDLER, -16, "the handler failed")                                  \
   XX(ENOTSUP, -17, "not supported")
 
 typedef enum icap_error {
 #define ICAP_ERR_ENUM_(name, val, msg) ICAP_##name = val,
   ICAP_ERRNO_MAP(ICAP_ERR_ENUM_)
 #undef ICAP_ERR_ENUM_
-  ICAP_OK = 0
+      ICAP_OK = 0
 } icap_error;
 
 /* Static message for an error code; never NULL ("unknown error" otherwise). */
@@ -106,8 +105,7 @@ typedef enum icap_log_level {
 
 /* Called on whichever thread logs (a worker loop or the caller of
  * icap_server_run). `msg` is NUL-terminated and borrowed for the call. */
-typedef void (*icap_log_cb)(icap_server *srv, icap_log_level level,
-                            const char *msg, void *user);
+typedef void (*icap_log_cb)(icap_server *srv, icap_log_level level, const char *msg, void *user);
 
 /* A handler for one method of one service. Called on the loop thread once
  * the ICAP head and the encapsulated HTTP headers have arrived (the body, if
@@ -124,26 +122,26 @@ typedef int (*icap_handler_cb)(icap_request *req, void *user);
 
 /* Configurable limits and timeouts; defaults in brackets (see README). */
 typedef enum icap_limit {
-  ICAP_LIMIT_HEADER_BYTES = 0,     /* ICAP head, request line + headers [16384] */
-  ICAP_LIMIT_HEADER_COUNT = 1,     /* ICAP header fields [100] */
-  ICAP_LIMIT_HTTP_HEADER_BYTES = 2,/* all encapsulated header blocks [65536] */
-  ICAP_LIMIT_HTTP_HEADER_COUNT = 3,/* fields per encapsulated block [200] */
-  ICAP_LIMIT_CHUNK_SIZE = 4,       /* largest accepted chunk [16 MiB] */
-  ICAP_LIMIT_PREVIEW_BYTES = 5,    /* largest Preview: accepted [65536] */
-  ICAP_LIMIT_BUFFER_BYTES = 6,     /* buffered input/output per connection
-                                      before reading/echoing pauses [262144] */
-  ICAP_LIMIT_CONNECTIONS = 7,      /* hard limit, whole server; above it the
-                                      new connection gets 503 + close [10000] */
-  ICAP_LIMIT_IDLE_TIMEOUT_MS = 8,  /* keep-alive idle before close [60000] */
-  ICAP_LIMIT_READ_TIMEOUT_MS = 9,  /* a started request must progress within
-                                      this; else 408 + close [30000] */
-  ICAP_LIMIT_HANDLER_TIMEOUT_MS = 10,/* handler must answer within this while
-                                      not waiting for client data; else 500
-                                      + close [30000] */
-  ICAP_LIMIT_DRAIN_TIMEOUT_MS = 11,/* icap_server_stop(): longest wait for
-                                      in-flight transactions [10000] */
-  ICAP_LIMIT_WRITE_TIMEOUT_MS = 12,/* a client that reads nothing of a pending
-                                      response for this long is closed [60000] */
+  ICAP_LIMIT_HEADER_BYTES = 0,        /* ICAP head, request line + headers [16384] */
+  ICAP_LIMIT_HEADER_COUNT = 1,        /* ICAP header fields [100] */
+  ICAP_LIMIT_HTTP_HEADER_BYTES = 2,   /* all encapsulated header blocks [65536] */
+  ICAP_LIMIT_HTTP_HEADER_COUNT = 3,   /* fields per encapsulated block [200] */
+  ICAP_LIMIT_CHUNK_SIZE = 4,          /* largest accepted chunk [16 MiB] */
+  ICAP_LIMIT_PREVIEW_BYTES = 5,       /* largest Preview: accepted [65536] */
+  ICAP_LIMIT_BUFFER_BYTES = 6,        /* buffered input/output per connection
+                                         before reading/echoing pauses [262144] */
+  ICAP_LIMIT_CONNECTIONS = 7,         /* hard limit, whole server; above it the
+                                         new connection gets 503 + close [10000] */
+  ICAP_LIMIT_IDLE_TIMEOUT_MS = 8,     /* keep-alive idle before close [60000] */
+  ICAP_LIMIT_READ_TIMEOUT_MS = 9,     /* a started request must progress within
+                                         this; else 408 + close [30000] */
+  ICAP_LIMIT_HANDLER_TIMEOUT_MS = 10, /* handler must answer within this while
+                                       not waiting for client data; else 500
+                                       + close [30000] */
+  ICAP_LIMIT_DRAIN_TIMEOUT_MS = 11,   /* icap_server_stop(): longest wait for
+                                         in-flight transactions [10000] */
+  ICAP_LIMIT_WRITE_TIMEOUT_MS = 12,   /* a client that reads nothing of a pending
+                                         response for this long is closed [60000] */
   ICAP_LIMIT_COUNT_ = 13
 } icap_limit;
 
@@ -163,28 +161,24 @@ ICAP_EXTERN int icap_server_set_workers(icap_server *srv, unsigned workers);
 
 /* Set a limit (see icap_limit). Before run only. Returns 0, ICAP_EINVAL
  * (unknown limit or value 0 where 0 makes no sense), ICAP_ESTATE. */
-ICAP_EXTERN int icap_server_set_limit(icap_server *srv, icap_limit which,
-                                      uint64_t value);
+ICAP_EXTERN int icap_server_set_limit(icap_server *srv, icap_limit which, uint64_t value);
 /* Current value of a limit, or 0 for an unknown one. */
-ICAP_EXTERN uint64_t icap_server_get_limit(const icap_server *srv,
-                                           icap_limit which);
+ICAP_EXTERN uint64_t icap_server_get_limit(const icap_server *srv, icap_limit which);
 
 /* Value of the Server: header on responses [libicap/VERSION]. Copied. */
-ICAP_EXTERN int icap_server_set_server_header(icap_server *srv,
-                                              const char *value);
+ICAP_EXTERN int icap_server_set_server_header(icap_server *srv, const char *value);
 
 /* Log callback (NULL: no logging; the library never writes to stderr on its
  * own). `min_level` filters. Before run only. */
-ICAP_EXTERN int icap_server_set_log(icap_server *srv, icap_log_level min_level,
-                                    icap_log_cb cb, void *user);
+ICAP_EXTERN int icap_server_set_log(icap_server *srv, icap_log_level min_level, icap_log_cb cb,
+                                    void *user);
 
 /* Bind and listen on host:port (IPv4 or IPv6 literal, or a name resolved
  * once now). Port 0 lets the kernel choose; read it back with
  * icap_server_port(). May be called several times for several addresses.
  * Returns 0, ICAP_EINVAL, ICAP_EADDRINUSE, ICAP_EADDRNOTAVAIL, ICAP_EIO,
  * ICAP_ESTATE (running). Errors happen here, not later in run. */
-ICAP_EXTERN int icap_server_listen(icap_server *srv, const char *host,
-                                   int port);
+ICAP_EXTERN int icap_server_listen(icap_server *srv, const char *host, int port);
 
 /* The port of the idx-th listen address (0-based), or a negative code. */
 ICAP_EXTERN int icap_server_port(const icap_server *srv, unsigned idx);
@@ -207,8 +201,7 @@ ICAP_EXTERN void icap_server_stop(icap_server *srv);
  * '/', and is matched exactly, without query). The service belongs to the
  * server (borrowed, valid until icap_server_free()). Before run only.
  * Returns 0, ICAP_EINVAL, ICAP_EEXIST, ICAP_ESTATE, ICAP_ENOMEM. */
-ICAP_EXTERN int icap_server_add_service(icap_server *srv, const char *name,
-                                        icap_service **out);
+ICAP_EXTERN int icap_server_add_service(icap_server *srv, const char *name, icap_service **out);
 
 /* Set the handler of one method. A service answers 405 to a REQMOD/RESPMOD
  * without a handler. OPTIONS needs no handler: it is generated from the
@@ -216,8 +209,8 @@ ICAP_EXTERN int icap_server_add_service(icap_server *srv, const char *name,
  * icap_request_set_icap_header() before icap_request_send_headers(), and
  * every header it does not set keeps its generated value. `user` is
  * borrowed for the life of the server. Before run only. */
-ICAP_EXTERN int icap_service_set_handler(icap_service *svc, icap_method method,
-                                         icap_handler_cb cb, void *user);
+ICAP_EXTERN int icap_service_set_handler(icap_service *svc, icap_method method, icap_handler_cb cb,
+                                         void *user);
 
 /* ISTag value (without quotes, at most 30 printable chars, no '"' or '\\').
  * Default: derived from the service name and the start time. Thread-safe:
@@ -229,26 +222,20 @@ ICAP_EXTERN int icap_service_set_istag(icap_service *svc, const char *tag);
  * Options-TTL seconds (-1: omit) [3600]; Max-Connections (0: derived from
  * ICAP_LIMIT_CONNECTIONS, 7/8 of it) [0]. Before run only. */
 ICAP_EXTERN int icap_service_set_preview(icap_service *svc, int64_t bytes);
-ICAP_EXTERN int icap_service_set_options_ttl(icap_service *svc,
-                                             int64_t seconds);
-ICAP_EXTERN int icap_service_set_max_connections(icap_service *svc,
-                                                 uint64_t n);
+ICAP_EXTERN int icap_service_set_options_ttl(icap_service *svc, int64_t seconds);
+ICAP_EXTERN int icap_service_set_max_connections(icap_service *svc, uint64_t n);
 
 /* Whether OPTIONS advertises Allow: 204 [1] and Allow: 206 [0]. Advertising
  * 206 makes Squid offer it. Before run only. */
-ICAP_EXTERN int icap_service_set_allow(icap_service *svc, int allow_204,
-                                       int allow_206);
+ICAP_EXTERN int icap_service_set_allow(icap_service *svc, int allow_204, int allow_206);
 
 /* Transfer-Preview / Transfer-Ignore / Transfer-Complete lists (NULL: omit).
  * Default Transfer-Preview is "*" so that Squid sends previews. Copied. */
-ICAP_EXTERN int icap_service_set_transfer(icap_service *svc,
-                                          const char *preview,
-                                          const char *ignore,
-                                          const char *complete);
+ICAP_EXTERN int icap_service_set_transfer(icap_service *svc, const char *preview,
+                                          const char *ignore, const char *complete);
 
 /* Add an extra header to every OPTIONS answer (e.g. X-Include). Copied. */
-ICAP_EXTERN int icap_service_add_options_header(icap_service *svc,
-                                                const char *name,
+ICAP_EXTERN int icap_service_add_options_header(icap_service *svc, const char *name,
                                                 const char *value);
 
 /* The service's name, borrowed until icap_server_free(). */
@@ -296,18 +283,14 @@ ICAP_EXTERN unsigned icap_request_worker(const icap_request *req);
  * (0-based) value of `name` in block `which`, or NULL. Repeated headers keep
  * their order. icap_request_header_at() gives the i-th field in arrival
  * order. Returns 0 or ICAP_ENOENT. */
-ICAP_EXTERN const char *icap_request_header(const icap_request *req,
-                                            icap_headers which,
+ICAP_EXTERN const char *icap_request_header(const icap_request *req, icap_headers which,
                                             const char *name, size_t n);
-ICAP_EXTERN size_t icap_request_header_count(const icap_request *req,
-                                             icap_headers which);
-ICAP_EXTERN int icap_request_header_at(const icap_request *req,
-                                       icap_headers which, size_t i,
+ICAP_EXTERN size_t icap_request_header_count(const icap_request *req, icap_headers which);
+ICAP_EXTERN int icap_request_header_at(const icap_request *req, icap_headers which, size_t i,
                                        const char **name, const char **value);
 
 /* Offset of an Encapsulated section, or -1 if absent. */
-ICAP_EXTERN int64_t icap_request_encapsulated(const icap_request *req,
-                                              icap_section section);
+ICAP_EXTERN int64_t icap_request_encapsulated(const icap_request *req, icap_section section);
 
 /* The encapsulated HTTP request line (REQMOD, or RESPMOD with req-hdr):
  * method, URI and version, "" when absent. */
@@ -320,8 +303,7 @@ ICAP_EXTERN int icap_request_http_status(const icap_request *req);
 ICAP_EXTERN const char *icap_request_http_reason(const icap_request *req);
 ICAP_EXTERN const char *icap_request_http_res_version(const icap_request *req);
 /* The raw bytes of a header section exactly as received (for echoing). */
-ICAP_EXTERN const char *icap_request_raw_section(const icap_request *req,
-                                                 icap_section section,
+ICAP_EXTERN const char *icap_request_raw_section(const icap_request *req, icap_section section,
                                                  size_t *len);
 
 /* 1 if the request has an encapsulated body (req-body or res-body). */
@@ -350,31 +332,31 @@ ICAP_EXTERN void *icap_request_get_data(const icap_request *req);
  * returns the request is released unless referenced.
  * Setting it again replaces the previous one. */
 typedef void (*icap_done_cb)(icap_request *req, int status, void *user);
-ICAP_EXTERN int icap_request_on_done(icap_request *req, icap_done_cb cb,
-                                     void *user);
+ICAP_EXTERN int icap_request_on_done(icap_request *req, icap_done_cb cb, void *user);
 
 /* ----- reading the body ----- */
 
 /* Flags given to body callbacks (a non-negative `status`). */
-#define ICAP_BODY_END 1u         /* last piece of what can be read now: the
-                                    body, or the preview when PREVIEW_END */
-#define ICAP_BODY_IEOF 2u        /* the preview ended with ieof */
-#define ICAP_BODY_PREVIEW_END 4u /* preview over without ieof: the rest comes
-                                    after icap_request_continue() */
+#define ICAP_BODY_END                                                \
+  1u                      /* last piece of what can be read now: the \
+                             body, or the preview when PREVIEW_END */
+#define ICAP_BODY_IEOF 2u /* the preview ended with ieof */
+#define ICAP_BODY_PREVIEW_END                     \
+  4u /* preview over without ieof: the rest comes \
+        after icap_request_continue() */
 
 /* status < 0: the read failed (ICAP_ECONNRESET, ICAP_ETIMEDOUT,
  * ICAP_ECANCELED, ICAP_EPROTO for a malformed body) and data is NULL.
  * status >= 0: ICAP_BODY_* flags; data/len is the next piece of the body
  * (may be empty when only flags are reported), borrowed for the call. */
-typedef void (*icap_body_cb)(icap_request *req, int status, const char *data,
-                             size_t len, void *user);
+typedef void (*icap_body_cb)(icap_request *req, int status, const char *data, size_t len,
+                             void *user);
 
 /* pyicap's read_chunk(): deliver the next piece of the body once, to `cb`.
  * After a preview that ended without ieof, it first sends 100 Continue
  * (as icap_request_continue()). Returns 0, ICAP_EBUSY (a read is already
  * pending or push mode is on), ICAP_ESTATE (no body or body fully read). */
-ICAP_EXTERN int icap_request_read_chunk(icap_request *req, icap_body_cb cb,
-                                        void *user);
+ICAP_EXTERN int icap_request_read_chunk(icap_request *req, icap_body_cb cb, void *user);
 
 /* Backpressure: while more than ICAP_LIMIT_BUFFER_BYTES of this
  * connection's output wait to be written, body pieces are not delivered
@@ -384,8 +366,7 @@ ICAP_EXTERN int icap_request_read_chunk(icap_request *req, icap_body_cb cb,
 
 /* Push streaming: `cb` is called for every piece until END (or an error),
  * unless paused. Passing NULL stops push mode. Returns 0, ICAP_EBUSY, ICAP_ESTATE. */
-ICAP_EXTERN int icap_request_set_body_cb(icap_request *req, icap_body_cb cb,
-                                         void *user);
+ICAP_EXTERN int icap_request_set_body_cb(icap_request *req, icap_body_cb cb, void *user);
 /* Pause/resume push delivery. While paused the client's data stays in
  * libicap's bounded buffer and then in the socket (backpressure). */
 ICAP_EXTERN int icap_request_pause(icap_request *req);
@@ -417,27 +398,22 @@ ICAP_EXTERN int icap_request_set_status(icap_request *req, int code);
 /* Add an ICAP response header (repeatable). ISTag, Date, Server,
  * Connection and Encapsulated are written by the library and refused here
  * (ICAP_EINVAL), except ISTag in an OPTIONS handler. Copied. */
-ICAP_EXTERN int icap_request_set_icap_header(icap_request *req,
-                                             const char *name,
+ICAP_EXTERN int icap_request_set_icap_header(icap_request *req, const char *name,
                                              const char *value);
 /* Encapsulated HTTP start line of the response: a status line
  * ("HTTP/1.1 403 Forbidden") makes the answer carry an HTTP response
  * (res-hdr; allowed in REQMOD for a block page), a request line
  * ("GET http://x/ HTTP/1.1") an HTTP request (REQMOD only). Copied. */
-ICAP_EXTERN int icap_request_set_http_status(icap_request *req,
-                                             const char *status_line);
-ICAP_EXTERN int icap_request_set_http_request(icap_request *req,
-                                              const char *request_line);
+ICAP_EXTERN int icap_request_set_http_status(icap_request *req, const char *status_line);
+ICAP_EXTERN int icap_request_set_http_request(icap_request *req, const char *request_line);
 /* Add an encapsulated HTTP header (repeatable, kept in order). Copied. */
-ICAP_EXTERN int icap_request_add_http_header(icap_request *req,
-                                             const char *name,
+ICAP_EXTERN int icap_request_add_http_header(icap_request *req, const char *name,
                                              const char *value);
 /* Copy the original encapsulated message's start line and headers (of the
  * HTTP response for RESPMOD, of the HTTP request for REQMOD) into the
  * response, except the headers named in the NULL-terminated list `skip`
  * (may be NULL). Useful to rewrite a header or two. */
-ICAP_EXTERN int icap_request_copy_http_head(icap_request *req,
-                                            const char *const *skip);
+ICAP_EXTERN int icap_request_copy_http_head(icap_request *req, const char *const *skip);
 
 /* Send the response head. has_body=1 means a body follows through
  * icap_request_send_chunk() and ends with icap_request_end(). Without any
@@ -447,22 +423,18 @@ ICAP_EXTERN int icap_request_send_headers(icap_request *req, int has_body);
 
 /* Send a piece of the body as one chunk; the data is copied. len 0 ends the
  * body (same as icap_request_end()). Returns 0, ICAP_ESTATE. */
-ICAP_EXTERN int icap_request_send_chunk(icap_request *req, const char *data,
-                                        size_t len);
+ICAP_EXTERN int icap_request_send_chunk(icap_request *req, const char *data, size_t len);
 /* Zero-copy variant: `data` is borrowed until `release(data, user)` is
  * called (on the loop thread) once the bytes were written or dropped. On an
  * error return, release is not called and the data stays the caller's. */
 typedef void (*icap_release_cb)(const char *data, size_t len, void *user);
-ICAP_EXTERN int icap_request_send_chunk_zc(icap_request *req,
-                                           const char *data, size_t len,
-                                           icap_release_cb release,
-                                           void *user);
+ICAP_EXTERN int icap_request_send_chunk_zc(icap_request *req, const char *data, size_t len,
+                                           icap_release_cb release, void *user);
 /* End the body (last chunk). */
 ICAP_EXTERN int icap_request_end(icap_request *req);
 /* End a 206 body: the client uses the original body from `offset` on
  * ("0; use-original-body=offset"). Requires status 206 and Allow: 206. */
-ICAP_EXTERN int icap_request_end_use_original(icap_request *req,
-                                              uint64_t offset);
+ICAP_EXTERN int icap_request_end_use_original(icap_request *req, uint64_t offset);
 
 /* Fail the transaction from any loop-thread callback (for example a body
  * callback that cannot go on): 500 if no response started, and the
@@ -490,16 +462,15 @@ ICAP_EXTERN void icap_request_unref(icap_request *req);
  * stopped running; on an error the reference stays yours (release it with
  * icap_request_unref() once no loop runs). */
 typedef void (*icap_post_cb)(icap_request *req, int status, void *user);
-ICAP_EXTERN int icap_request_post(icap_request *req, icap_post_cb cb,
-                                  void *user);
+ICAP_EXTERN int icap_request_post(icap_request *req, icap_post_cb cb, void *user);
 
 /* Run work(user) on libuv's thread pool (blocking work allowed there, no
  * icap_request_* calls except icap_request_post), then done(req, status,
  * user) on the loop thread, status as for icap_request_post. The request is
  * referenced meanwhile. Loop thread only. Returns 0 or ICAP_ENOMEM. */
 typedef void (*icap_work_cb)(void *user);
-ICAP_EXTERN int icap_request_offload(icap_request *req, icap_work_cb work,
-                                     icap_post_cb done, void *user);
+ICAP_EXTERN int icap_request_offload(icap_request *req, icap_work_cb work, icap_post_cb done,
+                                     void *user);
 
 #ifdef __cplusplus
 }

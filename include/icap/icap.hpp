@@ -121,9 +121,9 @@ inline void check(int rc, const char* what) {
  * const char* and std::string are passed through, a string_view is copied. */
 class CStr {
  public:
-  CStr(const char* s) : p_(s ? s : "") {}                    // NOLINT
-  CStr(const std::string& s) : p_(s.c_str()) {}              // NOLINT
-  CStr(std::string_view s) : tmp_(s), p_(tmp_.c_str()) {}    // NOLINT
+  CStr(const char* s) : p_(s ? s : "") {}                  // NOLINT
+  CStr(const std::string& s) : p_(s.c_str()) {}            // NOLINT
+  CStr(std::string_view s) : tmp_(s), p_(tmp_.c_str()) {}  // NOLINT
   CStr(const CStr&) = delete;
   CStr& operator=(const CStr&) = delete;
   const char* c_str() const noexcept { return p_; }
@@ -224,8 +224,7 @@ class Headers {
     return n;
   }
   /* The n-th (0-based) value of `name`, or std::nullopt. */
-  std::optional<std::string_view> get(std::string_view name,
-                                      std::size_t n = 0) const noexcept {
+  std::optional<std::string_view> get(std::string_view name, std::size_t n = 0) const noexcept {
     for (const auto& f : fields_)
       if (iequals(f.name, name) && n-- == 0) return std::string_view(f.value);
     return std::nullopt;
@@ -263,12 +262,8 @@ class Headers {
   const_iterator end() const noexcept { return fields_.end(); }
   const Field& at(std::size_t i) const { return fields_.at(i); }
 
-  friend bool operator==(const Headers& a, const Headers& b) {
-    return a.fields_ == b.fields_;
-  }
-  friend bool operator!=(const Headers& a, const Headers& b) {
-    return !(a == b);
-  }
+  friend bool operator==(const Headers& a, const Headers& b) { return a.fields_ == b.fields_; }
+  friend bool operator!=(const Headers& a, const Headers& b) { return !(a == b); }
 
  private:
   std::vector<Field> fields_;
@@ -283,8 +278,7 @@ struct RequestLine {
   std::string_view uri;
   std::string_view version;
   std::string_view operator[](std::size_t i) const noexcept {
-    return i == 0 ? method : i == 1 ? uri : i == 2 ? version
-                                                   : std::string_view();
+    return i == 0 ? method : i == 1 ? uri : i == 2 ? version : std::string_view();
   }
   bool empty() const noexcept { return method.empty() && uri.empty(); }
 };
@@ -310,14 +304,11 @@ class ChunkStatus {
   bool error() const noexcept { return status_ < 0; }
   /* The whole body has been read: nothing more will come. */
   bool end() const noexcept {
-    return status_ >= 0 && (status_ & ICAP_BODY_END) &&
-           !(status_ & ICAP_BODY_PREVIEW_END);
+    return status_ >= 0 && (status_ & ICAP_BODY_END) && !(status_ & ICAP_BODY_PREVIEW_END);
   }
   /* The preview is over without ieof: the rest of the body follows once
    * 100 Continue is sent (cont(), or implicitly by the next read_chunk()). */
-  bool preview_end() const noexcept {
-    return status_ >= 0 && (status_ & ICAP_BODY_PREVIEW_END);
-  }
+  bool preview_end() const noexcept { return status_ >= 0 && (status_ & ICAP_BODY_PREVIEW_END); }
   /* The preview ended with ieof: it held the whole body (end() is true too). */
   bool ieof() const noexcept { return status_ >= 0 && (status_ & ICAP_BODY_IEOF); }
 
@@ -331,8 +322,7 @@ class ChunkStatus {
  * last bytes too, so use data() before testing end(). */
 class ChunkView : public detail::ChunkStatus {
  public:
-  ChunkView(int status, std::string_view data) noexcept
-      : ChunkStatus(status), data_(data) {}
+  ChunkView(int status, std::string_view data) noexcept : ChunkStatus(status), data_(data) {}
   std::string_view data() const noexcept { return data_; }
   std::size_t size() const noexcept { return data_.size(); }
   bool empty() const noexcept { return data_.empty(); }
@@ -354,9 +344,7 @@ struct LogBase {
 template <class F>
 struct LogImpl final : LogBase {
   explicit LogImpl(F f) : fn(std::move(f)) {}
-  void call(icap_log_level level, std::string_view msg) override {
-    std::invoke(fn, level, msg);
-  }
+  void call(icap_log_level level, std::string_view msg) override { std::invoke(fn, level, msg); }
   F fn;
 };
 
@@ -375,8 +363,8 @@ struct ServerState {
   }
 };
 
-inline void log_trampoline(icap_server*, icap_log_level level,
-                           const char* msg, void* user) noexcept {
+inline void log_trampoline(icap_server*, icap_log_level level, const char* msg,
+                           void* user) noexcept {
   static_cast<ServerState*>(user)->write(level, sv(msg));
 }
 
@@ -405,16 +393,14 @@ inline bool current_exception_is_end() noexcept {
   try {
     throw;
   } catch (const Error& e) {
-    return e.code() == ICAP_ECONNRESET || e.code() == ICAP_ETIMEDOUT ||
-           e.code() == ICAP_ECANCELED;
+    return e.code() == ICAP_ECONNRESET || e.code() == ICAP_ETIMEDOUT || e.code() == ICAP_ECANCELED;
   } catch (...) {
     return false;
   }
 }
 
 /* Log the exception being handled, with where it happened. */
-inline void report_exception(ServerState* st, icap_request* req,
-                             const char* where) noexcept {
+inline void report_exception(ServerState* st, icap_request* req, const char* where) noexcept {
   if (!st) return;
   try {
     bool routine = current_exception_is_end();
@@ -437,8 +423,7 @@ inline void report_exception(ServerState* st, icap_request* req,
 /* Log the exception being handled and fail the transaction (500 if no
  * response started, then close), unless the exception only says that the
  * transaction is already over (client gone, timeout, stop). */
-inline void fail_request(ServerState* st, icap_request* req,
-                         const char* where) noexcept {
+inline void fail_request(ServerState* st, icap_request* req, const char* where) noexcept {
   report_exception(st, req, where);
   if (req && !current_exception_is_end()) icap_request_abort(req, ICAP_EHANDLER);
 }
@@ -574,8 +559,7 @@ struct OffloadAwaiter;
 class Request {
  public:
   Request() noexcept = default;
-  explicit Request(icap_request* req,
-                   detail::ServerState* state = nullptr) noexcept
+  explicit Request(icap_request* req, detail::ServerState* state = nullptr) noexcept
       : r_(req), st_(state) {}
 
   icap_request* native_handle() const noexcept { return r_; }
@@ -584,28 +568,18 @@ class Request {
   /* ----- what arrived (pyicap's fields) ----- */
 
   /* ICAP method: "OPTIONS", "REQMOD" or "RESPMOD". */
-  std::string_view command() const noexcept {
-    return detail::sv(icap_request_method_name(r_));
-  }
+  std::string_view command() const noexcept { return detail::sv(icap_request_method_name(r_)); }
   icap_method method() const noexcept { return icap_request_method(r_); }
   /* The full ICAP request URI ("icap://host:1344/echo?x=1"). */
-  std::string_view request_uri() const noexcept {
-    return detail::sv(icap_request_uri(r_));
-  }
+  std::string_view request_uri() const noexcept { return detail::sv(icap_request_uri(r_)); }
   /* "ICAP/1.0" */
-  std::string_view version() const noexcept {
-    return detail::sv(icap_request_version(r_));
-  }
+  std::string_view version() const noexcept { return detail::sv(icap_request_version(r_)); }
   /* The service name the request was routed to ("echo"). */
   std::string_view servicename() const noexcept {
     return detail::sv(icap_request_service_name(r_));
   }
-  icap_service* service_handle() const noexcept {
-    return icap_request_service(r_);
-  }
-  std::string_view client_ip() const noexcept {
-    return detail::sv(icap_request_client_ip(r_));
-  }
+  icap_service* service_handle() const noexcept { return icap_request_service(r_); }
+  std::string_view client_ip() const noexcept { return detail::sv(icap_request_client_ip(r_)); }
   int client_port() const noexcept { return icap_request_client_port(r_); }
   /* Index of the worker loop running this transaction. */
   unsigned worker() const noexcept { return icap_request_worker(r_); }
@@ -613,20 +587,18 @@ class Request {
   /* The ICAP request's own headers (copied into a Headers). */
   Headers icap_headers() const { return headers(ICAP_HEADERS_ICAP); }
   /* The n-th value of one ICAP header, without copying, or std::nullopt. */
-  std::optional<std::string_view> icap_header(const detail::CStr& name,
-                                              std::size_t n = 0) const {
+  std::optional<std::string_view> icap_header(const detail::CStr& name, std::size_t n = 0) const {
     return header(ICAP_HEADERS_ICAP, name, n);
   }
 
   /* pyicap's encapsulated: section name ("req-hdr", "res-body", ...) ->
    * offset, for the sections present. */
   std::map<std::string, std::int64_t> encapsulated() const {
-    static const char* const names[ICAP_SECTION_COUNT_] = {
-        "req-hdr", "res-hdr", "req-body", "res-body", "null-body", "opt-body"};
+    static const char* const names[ICAP_SECTION_COUNT_] = {"req-hdr",  "res-hdr",   "req-body",
+                                                           "res-body", "null-body", "opt-body"};
     std::map<std::string, std::int64_t> out;
     for (int s = 0; s < ICAP_SECTION_COUNT_; ++s) {
-      std::int64_t off =
-          icap_request_encapsulated(r_, static_cast<icap_section>(s));
+      std::int64_t off = icap_request_encapsulated(r_, static_cast<icap_section>(s));
       if (off >= 0) out.emplace(names[s], off);
     }
     return out;
@@ -652,8 +624,7 @@ class Request {
   /* pyicap's enc_res_status: version, code (-1 if absent) and reason of the
    * encapsulated HTTP response. */
   StatusLine enc_res_status() const noexcept {
-    return StatusLine{detail::sv(icap_request_http_res_version(r_)),
-                      icap_request_http_status(r_),
+    return StatusLine{detail::sv(icap_request_http_res_version(r_)), icap_request_http_status(r_),
                       detail::sv(icap_request_http_reason(r_))};
   }
   Headers enc_res_headers() const { return headers(ICAP_HEADERS_HTTP_RES); }
@@ -674,8 +645,7 @@ class Request {
     }
     return h;
   }
-  std::optional<std::string_view> header(::icap_headers which,
-                                         const detail::CStr& name,
+  std::optional<std::string_view> header(::icap_headers which, const detail::CStr& name,
                                          std::size_t n = 0) const {
     const char* v = icap_request_header(r_, which, name.c_str(), n);
     if (!v) return std::nullopt;
@@ -711,12 +681,9 @@ class Request {
       while (!s.empty()) {
         std::size_t comma = s.find(',');
         std::string_view tok = s.substr(0, comma);
-        s = comma == std::string_view::npos ? std::string_view()
-                                            : s.substr(comma + 1);
-        while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t'))
-          tok.remove_prefix(1);
-        while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t'))
-          tok.remove_suffix(1);
+        s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
+        while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t')) tok.remove_prefix(1);
+        while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t')) tok.remove_suffix(1);
         if (tok.empty() || tok.size() > 3) continue;
         int code = 0;
         bool digits = true;
@@ -734,17 +701,11 @@ class Request {
       if (icap_request_allows(r_, code) == 1) out.insert(code);
     return out;
   }
-  bool allows(int code) const noexcept {
-    return icap_request_allows(r_, code) == 1;
-  }
+  bool allows(int code) const noexcept { return icap_request_allows(r_, code) == 1; }
   /* The ICAP status set so far (set_icap_response) or sent, or 0. */
-  int icap_response_code() const noexcept {
-    return icap_request_response_code(r_);
-  }
+  int icap_response_code() const noexcept { return icap_request_response_code(r_); }
   /* Bytes queued on the connection and not yet written. */
-  std::size_t write_queue_size() const noexcept {
-    return icap_request_write_queue_size(r_);
-  }
+  std::size_t write_queue_size() const noexcept { return icap_request_write_queue_size(r_); }
 
   /* Per-transaction user data (nullptr by default). It is kept by the
    * wrapper, not in the C slot, and reads nullptr once the transaction
@@ -771,9 +732,7 @@ class Request {
   /* ----- answering (pyicap's helpers) ----- */
 
   /* A complete bodiless response with this status (403, 500...). */
-  void send_error(int code) {
-    detail::check(icap_request_send_error(r_, code), "send_error");
-  }
+  void send_error(int code) { detail::check(icap_request_send_error(r_, code), "send_error"); }
   /* 204 when allowed (Allow: 204 or in a preview), else 200 echoing the
    * original message, streamed through. */
   void no_adaptation_required() {
@@ -786,18 +745,14 @@ class Request {
     detail::check(icap_request_set_status(r_, code), "set_icap_response");
   }
   void set_icap_header(const detail::CStr& name, const detail::CStr& value) {
-    detail::check(
-        icap_request_set_icap_header(r_, name.c_str(), value.c_str()),
-        "set_icap_header");
+    detail::check(icap_request_set_icap_header(r_, name.c_str(), value.c_str()), "set_icap_header");
   }
   /* The encapsulated HTTP status line of the answer, "HTTP/1.1 403
    * Forbidden" (allowed in REQMOD too, for a block page). */
   void set_enc_status(const detail::CStr& status_line) {
-    detail::check(icap_request_set_http_status(r_, status_line.c_str()),
-                  "set_enc_status");
+    detail::check(icap_request_set_http_status(r_, status_line.c_str()), "set_enc_status");
   }
-  void set_enc_status(int code, std::string_view reason,
-                      std::string_view version = "HTTP/1.1") {
+  void set_enc_status(int code, std::string_view reason, std::string_view version = "HTTP/1.1") {
     std::string line(version);
     line += ' ';
     line += std::to_string(code);
@@ -807,14 +762,11 @@ class Request {
   }
   /* The encapsulated HTTP request line, "GET http://x/ HTTP/1.1" (REQMOD). */
   void set_enc_request(const detail::CStr& request_line) {
-    detail::check(icap_request_set_http_request(r_, request_line.c_str()),
-                  "set_enc_request");
+    detail::check(icap_request_set_http_request(r_, request_line.c_str()), "set_enc_request");
   }
   /* Add an encapsulated HTTP header (repeatable). */
   void set_enc_header(const detail::CStr& name, const detail::CStr& value) {
-    detail::check(
-        icap_request_add_http_header(r_, name.c_str(), value.c_str()),
-        "set_enc_header");
+    detail::check(icap_request_add_http_header(r_, name.c_str(), value.c_str()), "set_enc_header");
   }
   /* Copy the original start line and headers into the answer, except the
    * named headers: copy_http_head({"Server", "X-Powered-By"}). */
@@ -832,21 +784,17 @@ class Request {
   }
   /* Send the response head; has_body: a body follows (send_chunk + end). */
   void send_headers(bool has_body = false) {
-    detail::check(icap_request_send_headers(r_, has_body ? 1 : 0),
-                  "send_headers");
+    detail::check(icap_request_send_headers(r_, has_body ? 1 : 0), "send_headers");
   }
 
   /* Send one chunk of the answer body. The data is copied, except for the
    * std::string&& overload, which moves the string into libicap (zero
    * copy). An empty chunk ends the body, as in pyicap. */
   void send_chunk(std::string_view data) {
-    detail::check(icap_request_send_chunk(r_, data.data(), data.size()),
-                  "send_chunk");
+    detail::check(icap_request_send_chunk(r_, data.data(), data.size()), "send_chunk");
   }
   void send_chunk(const char* data) { send_chunk(detail::sv(data)); }
-  void send_chunk(const std::string& data) {
-    send_chunk(std::string_view(data));
-  }
+  void send_chunk(const std::string& data) { send_chunk(std::string_view(data)); }
   void send_chunk(const void* data, std::size_t len) {
     send_chunk(std::string_view(static_cast<const char*>(data), len));
   }
@@ -856,14 +804,11 @@ class Request {
   void end() { detail::check(icap_request_end(r_), "end"); }
   /* End a 206 answer: the client uses its original body from `offset`. */
   void end_use_original(std::uint64_t offset) {
-    detail::check(icap_request_end_use_original(r_, offset),
-                  "end_use_original");
+    detail::check(icap_request_end_use_original(r_, offset), "end_use_original");
   }
   /* Fail the transaction: 500 if no response started, then close. Returns
    * false if it had already ended. Never throws. */
-  bool abort(int err = ICAP_EHANDLER) noexcept {
-    return icap_request_abort(r_, err) == 0;
-  }
+  bool abort(int err = ICAP_EHANDLER) noexcept { return icap_request_abort(r_, err) == 0; }
 
   /* ----- reading the body ----- */
 
@@ -933,12 +878,10 @@ class Request {
 class RequestRef {
  public:
   RequestRef() noexcept = default;
-  explicit RequestRef(const Request& req) noexcept
-      : r_(req.native_handle()), st_(req.state()) {
+  explicit RequestRef(const Request& req) noexcept : r_(req.native_handle()), st_(req.state()) {
     if (r_) icap_request_ref(r_);
   }
-  RequestRef(RequestRef&& o) noexcept
-      : r_(std::exchange(o.r_, nullptr)), st_(o.st_) {}
+  RequestRef(RequestRef&& o) noexcept : r_(std::exchange(o.r_, nullptr)), st_(o.st_) {}
   RequestRef& operator=(RequestRef&& o) noexcept {
     if (this != &o) {
       reset();
@@ -1026,8 +969,8 @@ inline void done_trampoline(icap_request* r, int status, void* user) noexcept {
   release_ctx(ctx);
 }
 
-inline void body_trampoline(icap_request* r, int status, const char* data,
-                            std::size_t len, void* user) noexcept {
+inline void body_trampoline(icap_request* r, int status, const char* data, std::size_t len,
+                            void* user) noexcept {
   auto* ctx = static_cast<RequestCtx*>(user);
   ctx->busy++;
   // Keep the callable alive while it runs even if it replaces itself.
@@ -1042,8 +985,7 @@ inline void body_trampoline(icap_request* r, int status, const char* data,
     }
   }
   // Put it back unless it was replaced, push mode is over, or the ctx died.
-  bool over = status < 0 || ((status & ICAP_BODY_END) &&
-                             !(status & ICAP_BODY_PREVIEW_END));
+  bool over = status < 0 || ((status & ICAP_BODY_END) && !(status & ICAP_BODY_PREVIEW_END));
   if (over) ctx->push_on = false;
   if (gen == ctx->body_gen && !over && !ctx->dead) ctx->body = std::move(fn);
   fn.reset();
@@ -1054,13 +996,12 @@ inline void body_trampoline(icap_request* r, int status, const char* data,
 template <class F>
 struct ReadOp {
   ReadOp(ServerState* s, F f) : state(s), fn(std::move(f)) {}
-  static void trampoline(icap_request* r, int status, const char* data,
-                         std::size_t len, void* user) noexcept {
+  static void trampoline(icap_request* r, int status, const char* data, std::size_t len,
+                         void* user) noexcept {
     std::unique_ptr<ReadOp> op(static_cast<ReadOp*>(user));
     Request req(r, op->state);
     try {
-      std::invoke(op->fn, req,
-                  ChunkView(status, std::string_view(data, data ? len : 0)));
+      std::invoke(op->fn, req, ChunkView(status, std::string_view(data, data ? len : 0)));
     } catch (...) {
       fail_request(op->state, r, "read_chunk callback");
     }
@@ -1072,8 +1013,7 @@ struct ReadOp {
 template <class Work, class Then>
 struct OffloadOp {
   using R = std::invoke_result_t<Work&>;
-  OffloadOp(ServerState* s, Work w, Then t)
-      : state(s), work(std::move(w)), then(std::move(t)) {}
+  OffloadOp(ServerState* s, Work w, Then t) : state(s), work(std::move(w)), then(std::move(t)) {}
 
   // Thread pool: no request access here.
   static void work_cb(void* user) noexcept {
@@ -1146,8 +1086,7 @@ inline void Request::send_chunk(std::string&& data) {
   }
   auto owned = std::make_unique<std::string>(std::move(data));
   detail::check(icap_request_send_chunk_zc(r_, owned->data(), owned->size(),
-                                           &detail::ZeroCopy::release,
-                                           owned.get()),
+                                           &detail::ZeroCopy::release, owned.get()),
                 "send_chunk");
   owned.release();  // libicap calls ZeroCopy::release once it is written
 }
@@ -1159,8 +1098,7 @@ void Request::read_chunk(F&& cb) {
                 "read_chunk callback must be callable as "
                 "void(icap::Request&, const icap::ChunkView&)");
   auto op = std::make_unique<detail::ReadOp<Fn>>(st_, Fn(std::forward<F>(cb)));
-  detail::check(icap_request_read_chunk(r_, &detail::ReadOp<Fn>::trampoline,
-                                        op.get()),
+  detail::check(icap_request_read_chunk(r_, &detail::ReadOp<Fn>::trampoline, op.get()),
                 "read_chunk");
   op.release();  // the trampoline owns it now (it may already have run)
 }
@@ -1176,8 +1114,7 @@ void Request::on_body(F&& cb) {
   auto fn = std::make_unique<detail::BodyImpl<Fn>>(Fn(std::forward<F>(cb)));
   if (!ctx->push_on) {
     // libicap calls the wrapper's trampoline; the callable lives in ctx.
-    detail::check(icap_request_set_body_cb(r_, &detail::body_trampoline, ctx),
-                  "on_body");
+    detail::check(icap_request_set_body_cb(r_, &detail::body_trampoline, ctx), "on_body");
     ctx->push_on = true;
   }
   ctx->body = std::move(fn);
@@ -1209,11 +1146,10 @@ void Request::offload(Work&& work, Then&& then) {
                   "offload then must be callable as then(icap::Request&, "
                   "result)");
   }
-  auto op = std::make_unique<detail::OffloadOp<W, T>>(
-      st_, W(std::forward<Work>(work)), T(std::forward<Then>(then)));
+  auto op = std::make_unique<detail::OffloadOp<W, T>>(st_, W(std::forward<Work>(work)),
+                                                      T(std::forward<Then>(then)));
   detail::check(icap_request_offload(r_, &detail::OffloadOp<W, T>::work_cb,
-                                     &detail::OffloadOp<W, T>::done_cb,
-                                     op.get()),
+                                     &detail::OffloadOp<W, T>::done_cb, op.get()),
                 "offload");
   op.release();
 }
@@ -1226,9 +1162,7 @@ void RequestRef::post(F&& fn) && {
                 "void(icap::Request&, int status)");
   if (!r_) throw Error(ICAP_EINVAL, "post");
   auto op = std::make_unique<detail::PostOp<Fn>>(st_, Fn(std::forward<F>(fn)));
-  detail::check(
-      icap_request_post(r_, &detail::PostOp<Fn>::trampoline, op.get()),
-      "post");
+  detail::check(icap_request_post(r_, &detail::PostOp<Fn>::trampoline, op.get()), "post");
   op.release();
   r_ = nullptr;  // the reference now belongs to libicap
 }
@@ -1263,13 +1197,10 @@ class Service {
     static_assert(std::is_invocable_v<Fn&, Request&>,
                   "an ICAP handler must be callable as "
                   "void(icap::Request&) (or return icap::Task)");
-    if (method < 0 || method >= ICAP_METHOD_COUNT_)
-      throw Error(ICAP_EINVAL, "handler");
+    if (method < 0 || method >= ICAP_METHOD_COUNT_) throw Error(ICAP_EINVAL, "handler");
     auto h = std::make_unique<detail::HandlerImpl<Fn>>(Fn(std::forward<F>(fn)));
     h->state = state_;
-    detail::check(icap_service_set_handler(svc_, method,
-                                           &detail::handler_trampoline,
-                                           h.get()),
+    detail::check(icap_service_set_handler(svc_, method, &detail::handler_trampoline, h.get()),
                   "icap_service_set_handler");
     handlers_[method] = std::move(h);  // the previous one is no longer used
     return *this;
@@ -1277,61 +1208,50 @@ class Service {
 
   /* Preview bytes advertised in OPTIONS (-1: none). */
   Service& preview(std::int64_t bytes) {
-    detail::check(icap_service_set_preview(svc_, bytes),
-                  "icap_service_set_preview");
+    detail::check(icap_service_set_preview(svc_, bytes), "icap_service_set_preview");
     return *this;
   }
   /* ISTag without quotes (<= 30 chars). Thread-safe. */
   Service& istag(const detail::CStr& tag) {
-    detail::check(icap_service_set_istag(svc_, tag.c_str()),
-                  "icap_service_set_istag");
+    detail::check(icap_service_set_istag(svc_, tag.c_str()), "icap_service_set_istag");
     return *this;
   }
   /* Advertise Allow: 204 / Allow: 206 in OPTIONS. */
   Service& allow(bool allow_204, bool allow_206 = false) {
-    detail::check(icap_service_set_allow(svc_, allow_204, allow_206),
-                  "icap_service_set_allow");
+    detail::check(icap_service_set_allow(svc_, allow_204, allow_206), "icap_service_set_allow");
     return *this;
   }
   Service& options_ttl(std::int64_t seconds) {
-    detail::check(icap_service_set_options_ttl(svc_, seconds),
-                  "icap_service_set_options_ttl");
+    detail::check(icap_service_set_options_ttl(svc_, seconds), "icap_service_set_options_ttl");
     return *this;
   }
   Service& max_connections(std::uint64_t n) {
-    detail::check(icap_service_set_max_connections(svc_, n),
-                  "icap_service_set_max_connections");
+    detail::check(icap_service_set_max_connections(svc_, n), "icap_service_set_max_connections");
     return *this;
   }
   /* Transfer-Preview / -Ignore / -Complete (std::nullopt: omit). */
   Service& transfer(std::optional<std::string> preview,
                     std::optional<std::string> ignore = std::nullopt,
                     std::optional<std::string> complete = std::nullopt) {
-    detail::check(icap_service_set_transfer(
-                      svc_, preview ? preview->c_str() : nullptr,
-                      ignore ? ignore->c_str() : nullptr,
-                      complete ? complete->c_str() : nullptr),
+    detail::check(icap_service_set_transfer(svc_, preview ? preview->c_str() : nullptr,
+                                            ignore ? ignore->c_str() : nullptr,
+                                            complete ? complete->c_str() : nullptr),
                   "icap_service_set_transfer");
     return *this;
   }
   /* An extra header in every OPTIONS answer. */
-  Service& options_header(const detail::CStr& name,
-                          const detail::CStr& value) {
-    detail::check(icap_service_add_options_header(svc_, name.c_str(),
-                                                  value.c_str()),
+  Service& options_header(const detail::CStr& name, const detail::CStr& value) {
+    detail::check(icap_service_add_options_header(svc_, name.c_str(), value.c_str()),
                   "icap_service_add_options_header");
     return *this;
   }
 
-  std::string_view name() const noexcept {
-    return detail::sv(icap_service_name(svc_));
-  }
+  std::string_view name() const noexcept { return detail::sv(icap_service_name(svc_)); }
   icap_service* native_handle() const noexcept { return svc_; }
 
  private:
   friend class Server;
-  Service(icap_service* svc, detail::ServerState* st) noexcept
-      : svc_(svc), state_(st) {}
+  Service(icap_service* svc, detail::ServerState* st) noexcept : svc_(svc), state_(st) {}
 
   icap_service* svc_;
   detail::ServerState* state_;
@@ -1347,9 +1267,7 @@ class Server {
     detail::check(icap_server_new(&impl_->srv), "icap_server_new");
   }
   /* Take ownership of an existing handle. */
-  explicit Server(icap_server* srv) : impl_(std::make_unique<Impl>()) {
-    impl_->srv = srv;
-  }
+  explicit Server(icap_server* srv) : impl_(std::make_unique<Impl>()) { impl_->srv = srv; }
   Server(Server&&) noexcept = default;
   Server& operator=(Server&& o) noexcept {
     if (this != &o) {
@@ -1371,15 +1289,12 @@ class Server {
     impl_.reset();  // then the C++ handlers and the log callback
   }
 
-  icap_server* native_handle() const noexcept {
-    return impl_ ? impl_->srv : nullptr;
-  }
+  icap_server* native_handle() const noexcept { return impl_ ? impl_->srv : nullptr; }
   explicit operator bool() const noexcept { return native_handle() != nullptr; }
 
   /* Bind host:port now (port 0: the kernel picks; see port()). Repeatable. */
   Server& listen(const detail::CStr& host, int port) {
-    detail::check(icap_server_listen(srv(), host.c_str(), port),
-                  "icap_server_listen");
+    detail::check(icap_server_listen(srv(), host.c_str(), port), "icap_server_listen");
     return *this;
   }
   /* Worker loops (threads); 0 = number of CPUs. */
@@ -1388,8 +1303,7 @@ class Server {
     return *this;
   }
   Server& limit(icap_limit which, std::uint64_t value) {
-    detail::check(icap_server_set_limit(srv(), which, value),
-                  "icap_server_set_limit");
+    detail::check(icap_server_set_limit(srv(), which, value), "icap_server_set_limit");
     return *this;
   }
   std::uint64_t limit(icap_limit which) const noexcept {
@@ -1410,11 +1324,9 @@ class Server {
     static_assert(std::is_invocable_v<Fn&, icap_log_level, std::string_view>,
                   "log callback must be callable as "
                   "void(icap_log_level, std::string_view)");
-    detail::check(icap_server_set_log(srv(), min_level,
-                                      &detail::log_trampoline, &impl_->state),
+    detail::check(icap_server_set_log(srv(), min_level, &detail::log_trampoline, &impl_->state),
                   "icap_server_set_log");
-    impl_->state.log =
-        std::make_unique<detail::LogImpl<Fn>>(Fn(std::forward<F>(fn)));
+    impl_->state.log = std::make_unique<detail::LogImpl<Fn>>(Fn(std::forward<F>(fn)));
     impl_->state.min_level = min_level;
     return *this;
   }
@@ -1424,8 +1336,7 @@ class Server {
     auto it = impl_->services.find(name);
     if (it != impl_->services.end()) return *it->second;
     icap_service* svc = nullptr;
-    detail::check(icap_server_add_service(srv(), name.c_str(), &svc),
-                  "icap_server_add_service");
+    detail::check(icap_server_add_service(srv(), name.c_str(), &svc), "icap_server_add_service");
     std::unique_ptr<Service> s(new Service(svc, &impl_->state));
     return *impl_->services.emplace(name, std::move(s)).first->second;
   }
@@ -1462,9 +1373,7 @@ class Server {
 /* The loaded library's version, comparable with ICAP_VERSION_HEX. */
 inline unsigned version() noexcept { return icap_version(); }
 /* The loaded library's version ("0.1.0"). */
-inline std::string_view version_string() noexcept {
-  return detail::sv(icap_version_string());
-}
+inline std::string_view version_string() noexcept { return detail::sv(icap_version_string()); }
 /* Standard reason phrase of an ICAP status code. */
 inline std::string_view status_reason(int code) noexcept {
   return detail::sv(icap_status_reason(code));

@@ -37,23 +37,40 @@ const char *icap_version_string(void) { return ICAP_VERSION_STRING; }
 
 const char *icap_status_reason(int code) {
   switch (code) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "ICAP Service Not Found";
-    case 405: return "Method Not Allowed For Service";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 413: return "Request Entity Too Large";
-    case 500: return "Server Error";
-    case 501: return "Method Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Overloaded";
-    case 505: return "ICAP Version Not Supported";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 400:
+      return "Bad Request";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "ICAP Service Not Found";
+    case 405:
+      return "Method Not Allowed For Service";
+    case 407:
+      return "Proxy Authentication Required";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Request Entity Too Large";
+    case 500:
+      return "Server Error";
+    case 501:
+      return "Method Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Overloaded";
+    case 505:
+      return "ICAP Version Not Supported";
     default:
       if (code >= 100 && code < 200) return "Informational";
       if (code >= 200 && code < 300) return "Success";

@@ -18,9 +18,12 @@ bool active(const icap_request *r) { return r && r->session && !r->ended; }
 
 const HeaderList *block(const icap_request *r, icap_headers which) {
   switch (which) {
-    case ICAP_HEADERS_ICAP: return &r->head.headers;
-    case ICAP_HEADERS_HTTP_REQ: return &r->http_req.headers;
-    case ICAP_HEADERS_HTTP_RES: return &r->http_res.headers;
+    case ICAP_HEADERS_ICAP:
+      return &r->head.headers;
+    case ICAP_HEADERS_HTTP_REQ:
+      return &r->http_req.headers;
+    case ICAP_HEADERS_HTTP_RES:
+      return &r->http_res.headers;
   }
   return nullptr;
 }
@@ -61,8 +64,7 @@ void cancel_read(icap_request *r, int status) {
 // handler wants the rest.
 int prepare_read(icap_request *r) {
   if (!active(r)) return ICAP_ESTATE;
-  if (!r->enc.has_chunked_body() || r->body_done || r->resp == RespState::kDone)
-    return ICAP_ESTATE;
+  if (!r->enc.has_chunked_body() || r->body_done || r->resp == RespState::kDone) return ICAP_ESTATE;
   if (r->mode != BodyMode::kNone) return ICAP_EBUSY;
   if (r->preview_ended && !r->continued) {
     if (r->answer_started()) return ICAP_ESTATE;
@@ -112,8 +114,8 @@ size_t icap_request_header_count(const icap_request *r, icap_headers which) {
   return h ? h->size() : 0;
 }
 
-int icap_request_header_at(const icap_request *r, icap_headers which, size_t i,
-                           const char **name, const char **value) {
+int icap_request_header_at(const icap_request *r, icap_headers which, size_t i, const char **name,
+                           const char **value) {
   const HeaderList *h = r ? block(r, which) : nullptr;
   if (!h || i >= h->size()) return ICAP_ENOENT;
   if (name) *name = h->at(i).name.c_str();
@@ -138,7 +140,7 @@ const char *icap_request_http_res_version(const icap_request *r) {
 }
 
 const char *icap_request_raw_section(const icap_request *r, icap_section s, size_t *len) {
-  const HttpHead *h = s == ICAP_SECTION_REQ_HDR ? &r->http_req
+  const HttpHead *h = s == ICAP_SECTION_REQ_HDR   ? &r->http_req
                       : s == ICAP_SECTION_RES_HDR ? &r->http_res
                                                   : nullptr;
   if (!h || !h->present) {
@@ -319,9 +321,8 @@ int icap_request_send_headers(icap_request *r, int has_body) {
   if (st == 206 && !r->allow_206) return ICAP_EINVAL;
   bool http = !r->http_line.empty();
   std::string head;
-  const char *kind = r->http_line_is_status || (!http && r->head.method == ICAP_METHOD_RESPMOD)
-                         ? "res"
-                         : "req";
+  const char *kind =
+      r->http_line_is_status || (!http && r->head.method == ICAP_METHOD_RESPMOD) ? "res" : "req";
   if (http) {
     head = r->http_line + "\r\n";
     for (const auto &f : r->http_headers.items()) head += f.name + ": " + f.value + "\r\n";
@@ -349,8 +350,10 @@ int icap_request_send_headers(icap_request *r, int has_body) {
   s->emit(h);
   r->resp_has_body = has_body != 0;
   r->resp = has_body ? RespState::kHead : RespState::kDone;
-  if (r->resp == RespState::kDone) s->after_response_done(r);
-  else s->process();
+  if (r->resp == RespState::kDone)
+    s->after_response_done(r);
+  else
+    s->process();
   return 0;
 }
 

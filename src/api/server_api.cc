@@ -31,8 +31,7 @@ std::string default_istag(const std::string &name) {
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
   char buf[40];
-  snprintf(buf, sizeof buf, "LI-%08x-%08x", static_cast<unsigned>(h),
-           static_cast<unsigned>(now));
+  snprintf(buf, sizeof buf, "LI-%08x-%08x", static_cast<unsigned>(h), static_cast<unsigned>(now));
   return buf;
 }
 

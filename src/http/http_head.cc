@@ -29,10 +29,16 @@ int append(std::string &s, const char *at, size_t len) {
   return 0;
 }
 
-int on_method(llhttp_t *p, const char *at, size_t len) { return append(ctx(p)->out->method, at, len); }
+int on_method(llhttp_t *p, const char *at, size_t len) {
+  return append(ctx(p)->out->method, at, len);
+}
 int on_url(llhttp_t *p, const char *at, size_t len) { return append(ctx(p)->out->uri, at, len); }
-int on_status(llhttp_t *p, const char *at, size_t len) { return append(ctx(p)->out->reason, at, len); }
-int on_version(llhttp_t *p, const char *at, size_t len) { return append(ctx(p)->out->version, at, len); }
+int on_status(llhttp_t *p, const char *at, size_t len) {
+  return append(ctx(p)->out->reason, at, len);
+}
+int on_version(llhttp_t *p, const char *at, size_t len) {
+  return append(ctx(p)->out->version, at, len);
+}
 
 int flush_field(Ctx *c) {
   if (!c->in_value) return 0;
@@ -112,14 +118,16 @@ int on_headers_complete(llhttp_t *p) {
 // every line ends in CRLF (no bare CR or LF), the block ends with the first
 // empty line, no line folding, nothing before the start line.
 static const char *check_lines(std::string_view b) {
-  if (b.size() < 4 || b.substr(b.size() - 4) != "\r\n\r\n") return "header block does not end with CRLF CRLF";
+  if (b.size() < 4 || b.substr(b.size() - 4) != "\r\n\r\n")
+    return "header block does not end with CRLF CRLF";
   size_t line_start = 0;
   for (size_t i = 0; i < b.size(); i++) {
     char ch = b[i];
     if (ch == '\n') return "bare LF in the encapsulated header block";
     if (ch != '\r') continue;
     if (i + 1 >= b.size() || b[i + 1] != '\n') return "bare CR in the encapsulated header block";
-    if (i == line_start && i + 2 != b.size()) return "empty line inside the encapsulated header block";
+    if (i == line_start && i + 2 != b.size())
+      return "empty line inside the encapsulated header block";
     i++;
     line_start = i + 1;
     if (line_start < b.size() && (b[line_start] == ' ' || b[line_start] == '\t'))
@@ -128,8 +136,8 @@ static const char *check_lines(std::string_view b) {
   return nullptr;
 }
 
-bool parse_http_head(std::string_view block, bool request, uint64_t max_fields,
-                     HttpHead &out, std::string &reason) {
+bool parse_http_head(std::string_view block, bool request, uint64_t max_fields, HttpHead &out,
+                     std::string &reason) {
   out.clear();
   if (const char *why = check_lines(block)) {
     out.present = true;
@@ -157,12 +165,18 @@ bool parse_http_head(std::string_view block, bool request, uint64_t max_fields,
 
   llhttp_errno_t err = llhttp_execute(&parser, block.data(), block.size());
   if (!c.complete || (err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE && err != HPE_OK)) {
-    if (c.too_many) reason = "too many encapsulated HTTP header fields";
-    else if (c.bad_name) reason = "bad character in an encapsulated header name";
-    else if (c.te_and_cl) reason = "both Transfer-Encoding and Content-Length";
-    else if (c.cl_mismatch) reason = "conflicting Content-Length values";
-    else if (err == HPE_OK) reason = "incomplete encapsulated HTTP header block";
-    else reason = std::string("bad encapsulated HTTP header: ") + llhttp_get_error_reason(&parser);
+    if (c.too_many)
+      reason = "too many encapsulated HTTP header fields";
+    else if (c.bad_name)
+      reason = "bad character in an encapsulated header name";
+    else if (c.te_and_cl)
+      reason = "both Transfer-Encoding and Content-Length";
+    else if (c.cl_mismatch)
+      reason = "conflicting Content-Length values";
+    else if (err == HPE_OK)
+      reason = "incomplete encapsulated HTTP header block";
+    else
+      reason = std::string("bad encapsulated HTTP header: ") + llhttp_get_error_reason(&parser);
     return false;
   }
   // The pause happens right after the empty line; anything left over means

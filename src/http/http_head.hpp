@@ -21,17 +21,15 @@ struct HttpHead {
   std::string version;  // "HTTP/1.1"
   HeaderList headers;
 
-  void clear() {
-    *this = HttpHead();
-  }
+  void clear() { *this = HttpHead(); }
 };
 
 // Parses one header block. `request` selects a request or a status line.
 // The block must be exactly one message head ending with the empty line.
 // Returns false with `reason` set when llhttp rejects it, the head is
 // incomplete or bytes follow it, or it has more than `max_fields` fields.
-bool parse_http_head(std::string_view block, bool request, uint64_t max_fields,
-                     HttpHead &out, std::string &reason);
+bool parse_http_head(std::string_view block, bool request, uint64_t max_fields, HttpHead &out,
+                     std::string &reason);
 
 }  // namespace icap::detail
 

@@ -115,8 +115,8 @@ bool ChunkDecoder::parse_size_line() {
   return true;
 }
 
-ChunkDecoder::Event ChunkDecoder::next(const char *p, size_t n, size_t *used,
-                                       const char **data, size_t *len) {
+ChunkDecoder::Event ChunkDecoder::next(const char *p, size_t n, size_t *used, const char **data,
+                                       size_t *len) {
   size_t i = 0;
   while (true) {
     switch (state_) {

@@ -4,8 +4,8 @@
 
 namespace icap::detail {
 
-static const char *const kNames[ICAP_SECTION_COUNT_] = {
-    "req-hdr", "res-hdr", "req-body", "res-body", "null-body", "opt-body"};
+static const char *const kNames[ICAP_SECTION_COUNT_] = {"req-hdr",  "res-hdr",   "req-body",
+                                                        "res-body", "null-body", "opt-body"};
 
 const char *section_name(icap_section s) noexcept {
   return s < ICAP_SECTION_COUNT_ ? kNames[s] : "?";
@@ -17,12 +17,10 @@ int64_t Encapsulated::section_end(icap_section s) const {
   return -1;
 }
 
-static bool is_body(icap_section s) {
-  return s >= ICAP_SECTION_REQ_BODY;
-}
+static bool is_body(icap_section s) { return s >= ICAP_SECTION_REQ_BODY; }
 
-bool parse_encapsulated(std::string_view value, icap_method method,
-                        Encapsulated &out, std::string &reason) {
+bool parse_encapsulated(std::string_view value, icap_method method, Encapsulated &out,
+                        std::string &reason) {
   out.reset();
   std::string_view v = value;
   while (true) {

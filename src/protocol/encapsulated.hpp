@@ -29,8 +29,7 @@ struct Encapsulated {
   // 1 if a chunked body follows the header sections.
   bool has_chunked_body() const {
     icap_section b = body();
-    return b == ICAP_SECTION_REQ_BODY || b == ICAP_SECTION_RES_BODY ||
-           b == ICAP_SECTION_OPT_BODY;
+    return b == ICAP_SECTION_REQ_BODY || b == ICAP_SECTION_RES_BODY || b == ICAP_SECTION_OPT_BODY;
   }
   // The end of header section s (where the next section starts).
   int64_t section_end(icap_section s) const;
@@ -42,8 +41,8 @@ const char *section_name(icap_section s) noexcept;
 // offsets starting at 0 and strictly increasing, exactly one body entity and
 // it last, req-hdr before res-hdr, and only the parts the method may carry.
 // Returns false with `reason` set on any violation.
-bool parse_encapsulated(std::string_view value, icap_method method,
-                        Encapsulated &out, std::string &reason);
+bool parse_encapsulated(std::string_view value, icap_method method, Encapsulated &out,
+                        std::string &reason);
 
 }  // namespace icap::detail
 

@@ -6,8 +6,20 @@ bool is_tchar(unsigned char c) noexcept {
   if (c >= '0' && c <= '9') return true;
   if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
     case '~':
       return true;
     default:
@@ -51,8 +63,7 @@ static bool service_from_uri(std::string_view uri, std::string &out) {
   return true;
 }
 
-HeadResult parse_request_head(std::string_view block, const Limits &limits,
-                              RequestHead &out) {
+HeadResult parse_request_head(std::string_view block, const Limits &limits, RequestHead &out) {
   size_t eol = block.find("\r\n");
   if (eol == std::string_view::npos) return fail(400, "no CRLF after the request line");
   std::string_view line = block.substr(0, eol);
@@ -67,8 +78,7 @@ HeadResult parse_request_head(std::string_view block, const Limits &limits,
   std::string_view method = line.substr(0, sp1);
   std::string_view uri = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view version = line.substr(sp2 + 1);
-  if (method.empty() || uri.empty() || version.empty())
-    return fail(400, "malformed request line");
+  if (method.empty() || uri.empty() || version.empty()) return fail(400, "malformed request line");
   for (unsigned char c : method)
     if (!is_tchar(c)) return fail(400, "bad character in the method");
   for (unsigned char c : uri)
@@ -83,10 +93,14 @@ HeadResult parse_request_head(std::string_view block, const Limits &limits,
   if (version != "ICAP/1.0") return fail(505, "unsupported ICAP version");
 
   out.method_known = true;
-  if (method == "OPTIONS") out.method = ICAP_METHOD_OPTIONS;
-  else if (method == "REQMOD") out.method = ICAP_METHOD_REQMOD;
-  else if (method == "RESPMOD") out.method = ICAP_METHOD_RESPMOD;
-  else out.method_known = false;
+  if (method == "OPTIONS")
+    out.method = ICAP_METHOD_OPTIONS;
+  else if (method == "REQMOD")
+    out.method = ICAP_METHOD_REQMOD;
+  else if (method == "RESPMOD")
+    out.method = ICAP_METHOD_RESPMOD;
+  else
+    out.method_known = false;
 
   if (!service_from_uri(uri, out.service)) return fail(400, "malformed ICAP URI");
 

@@ -30,8 +30,7 @@ struct HeadResult {
 
 // Parses `block`, which runs from the request line to the empty line that
 // ends the headers (CRLF CRLF included).
-HeadResult parse_request_head(std::string_view block, const Limits &limits,
-                              RequestHead &out);
+HeadResult parse_request_head(std::string_view block, const Limits &limits, RequestHead &out);
 
 // True for RFC 9110 token characters (header names, methods).
 bool is_tchar(unsigned char c) noexcept;

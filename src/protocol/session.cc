@@ -42,7 +42,9 @@ const std::string &http_date_now() {
 }
 
 Session::Session(SessionHost *host, const ServiceTable *services, const Limits *limits)
-    : host_(host), services_(services), limits_(limits),
+    : host_(host),
+      services_(services),
+      limits_(limits),
       chunks_((*limits)[ICAP_LIMIT_CHUNK_SIZE]) {}
 
 Session::~Session() { shutdown(ICAP_ECONNRESET); }
@@ -108,16 +110,23 @@ void Session::process() {
     while (!dead_) {
       bool progressed = false;
       switch (state_) {
-        case State::kHead: progressed = step_head(); break;
-        case State::kEncapsulated: progressed = step_encapsulated(); break;
-        case State::kBody: progressed = step_body(); break;
+        case State::kHead:
+          progressed = step_head();
+          break;
+        case State::kEncapsulated:
+          progressed = step_encapsulated();
+          break;
+        case State::kBody:
+          progressed = step_body();
+          break;
         case State::kWaitResponse:
           if (cur_ && cur_->complete()) {
             finish_transaction(0);
             progressed = true;
           }
           break;
-        case State::kStopped: break;
+        case State::kStopped:
+          break;
       }
       if (!progressed) break;
     }
@@ -269,8 +278,8 @@ bool Session::step_encapsulated() {
     HttpHead &hh = s == ICAP_SECTION_REQ_HDR ? r->http_req : r->http_res;
     std::string why;
     if (!parse_http_head(std::string_view(base + off, static_cast<size_t>(end - off)),
-                         s == ICAP_SECTION_REQ_HDR,
-                         (*limits_)[ICAP_LIMIT_HTTP_HEADER_COUNT], hh, why)) {
+                         s == ICAP_SECTION_REQ_HDR, (*limits_)[ICAP_LIMIT_HTTP_HEADER_COUNT], hh,
+                         why)) {
       protocol_error(400, why);
       return true;
     }
@@ -303,7 +312,8 @@ void Session::dispatch() {
     if (m == ICAP_METHOD_OPTIONS) {
       send_options(r);
     } else {
-      log(ICAP_LOG_INFO, "service '" + svc->name + "' has no " + r->head.method_name + " handler: 405");
+      log(ICAP_LOG_INFO,
+          "service '" + svc->name + "' has no " + r->head.method_name + " handler: 405");
       send_simple(r, 405, false);
     }
     return;
@@ -316,8 +326,7 @@ void Session::dispatch() {
   } catch (...) {
     rc = ICAP_EHANDLER;
   }
-  if (rc < 0 && !r->ended)
-    fail(r, 500, std::string("handler failed: ") + icap_strerror(rc));
+  if (rc < 0 && !r->ended) fail(r, 500, std::string("handler failed: ") + icap_strerror(rc));
   request_unref(r);
 }
 
@@ -374,8 +383,10 @@ bool Session::step_body() {
         emit("\r\n");
         return true;
       }
-      if (previewing) r->preview_copy.append(data, dlen);
-      else r->consumed_after_preview = true;
+      if (previewing)
+        r->preview_copy.append(data, dlen);
+      else
+        r->consumed_after_preview = true;
       deliver(r, 0, data, dlen);
       return true;
     }
@@ -512,8 +523,7 @@ Session::Wait Session::wait() const {
   if (unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return Wait::kOutput;
   if (state_ == State::kBody && !r->body_done && !(r->preview_ended && !r->continued)) {
     bool consuming = r->resp == RespState::kDone || r->mode == BodyMode::kEcho ||
-                     r->mode == BodyMode::kReadOnce ||
-                     (r->mode == BodyMode::kPush && !r->paused);
+                     r->mode == BodyMode::kReadOnce || (r->mode == BodyMode::kPush && !r->paused);
     if (consuming) return Wait::kBody;
   }
   if (r->resp != RespState::kDone) return Wait::kHandler;
@@ -532,8 +542,8 @@ void Session::timed_out(Wait w) {
     case Wait::kHandler: {
       int status = w == Wait::kHandler ? 500 : 408;
       log(w == Wait::kHandler ? ICAP_LOG_ERROR : ICAP_LOG_INFO,
-          std::string(w == Wait::kHandler ? "handler timed out" : "client too slow") +
-              " (" + peer_ip_ + "): " + std::to_string(status));
+          std::string(w == Wait::kHandler ? "handler timed out" : "client too slow") + " (" +
+              peer_ip_ + "): " + std::to_string(status));
       if (!r && in_pos_ < isize()) {
         cur_ = r = new icap_request(this);
       }

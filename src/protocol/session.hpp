@@ -49,9 +49,9 @@ struct icap_request {
   void *loop_ctx = nullptr;        // the server's worker (for post/offload)
   unsigned worker_index = 0;
   int refs = 1;
-  bool ended = false;      // the done callback ran (or the connection died)
-  bool dispatched = false; // the handler was called
-  int end_status = 0;      // why the library ended it early (for on_done)
+  bool ended = false;       // the done callback ran (or the connection died)
+  bool dispatched = false;  // the handler was called
+  int end_status = 0;       // why the library ended it early (for on_done)
   void *data = nullptr;
   icap_done_cb done_cb = nullptr;
   void *done_user = nullptr;
@@ -72,10 +72,10 @@ struct icap_request {
   bool paused = false;
   icap_body_cb body_cb = nullptr;
   void *body_user = nullptr;
-  bool body_done = false;     // nothing more of this body will arrive
-  bool preview_ended = false; // the preview's last chunk was read
+  bool body_done = false;      // nothing more of this body will arrive
+  bool preview_ended = false;  // the preview's last chunk was read
   bool ieof = false;
-  bool continued = false;     // 100 Continue sent
+  bool continued = false;               // 100 Continue sent
   bool consumed_after_preview = false;  // handler read bytes past the preview
   bool read_error = false;
   uint64_t preview_bytes = 0;
@@ -95,9 +95,7 @@ struct icap_request {
 
   bool in_preview_phase() const { return preview >= 0 && !continued; }
   bool answer_started() const { return resp != icap::detail::RespState::kNone; }
-  bool complete() const {
-    return resp == icap::detail::RespState::kDone && body_done;
-  }
+  bool complete() const { return resp == icap::detail::RespState::kDone && body_done; }
 };
 
 namespace icap::detail {

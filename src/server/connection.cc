@@ -170,12 +170,21 @@ void Connection::update() {
   const Limits &l = w_->server()->limits;
   uint64_t timeout = 0;
   switch (w) {
-    case Session::Wait::kNone: break;
-    case Session::Wait::kIdle: timeout = l[ICAP_LIMIT_IDLE_TIMEOUT_MS]; break;
+    case Session::Wait::kNone:
+      break;
+    case Session::Wait::kIdle:
+      timeout = l[ICAP_LIMIT_IDLE_TIMEOUT_MS];
+      break;
     case Session::Wait::kHead:
-    case Session::Wait::kBody: timeout = l[ICAP_LIMIT_READ_TIMEOUT_MS]; break;
-    case Session::Wait::kHandler: timeout = l[ICAP_LIMIT_HANDLER_TIMEOUT_MS]; break;
-    case Session::Wait::kOutput: timeout = l[ICAP_LIMIT_WRITE_TIMEOUT_MS]; break;
+    case Session::Wait::kBody:
+      timeout = l[ICAP_LIMIT_READ_TIMEOUT_MS];
+      break;
+    case Session::Wait::kHandler:
+      timeout = l[ICAP_LIMIT_HANDLER_TIMEOUT_MS];
+      break;
+    case Session::Wait::kOutput:
+      timeout = l[ICAP_LIMIT_WRITE_TIMEOUT_MS];
+      break;
   }
   if (!timeout) {
     uv_timer_stop(&timer_);

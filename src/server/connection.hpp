@@ -60,8 +60,8 @@ class Connection final : public SessionHost {
   uv_shutdown_t shutdown_req_;
   bool reading_ = false;
   bool peer_eof_ = false;
-  bool closing_ = false;   // handles being closed
-  bool lingering_ = false; // FIN sent, discarding input until EOF or timeout
+  bool closing_ = false;    // handles being closed
+  bool lingering_ = false;  // FIN sent, discarding input until EOF or timeout
   int open_handles_ = 0;
   size_t writes_in_flight_ = 0;
   Session::Wait wait_ = Session::Wait::kNone;

@@ -34,11 +34,16 @@ namespace {
 
 int errno_to_icap(int e) {
   switch (e) {
-    case EADDRINUSE: return ICAP_EADDRINUSE;
-    case EADDRNOTAVAIL: return ICAP_EADDRNOTAVAIL;
-    case ENOMEM: return ICAP_ENOMEM;
-    case EINVAL: return ICAP_EINVAL;
-    default: return ICAP_EIO;
+    case EADDRINUSE:
+      return ICAP_EADDRINUSE;
+    case EADDRNOTAVAIL:
+      return ICAP_EADDRNOTAVAIL;
+    case ENOMEM:
+      return ICAP_ENOMEM;
+    case EINVAL:
+      return ICAP_EINVAL;
+    default:
+      return ICAP_EIO;
   }
 }
 
@@ -111,9 +116,11 @@ int probe_port(sockaddr_storage *ss, socklen_t len) {
   socklen_t blen = sizeof bound;
   getsockname(fd, reinterpret_cast<sockaddr *>(&bound), &blen);
   if (ss->ss_family == AF_INET6)
-    reinterpret_cast<sockaddr_in6 *>(ss)->sin6_port = reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port;
+    reinterpret_cast<sockaddr_in6 *>(ss)->sin6_port =
+        reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port;
   else
-    reinterpret_cast<sockaddr_in *>(ss)->sin_port = reinterpret_cast<sockaddr_in *>(&bound)->sin_port;
+    reinterpret_cast<sockaddr_in *>(ss)->sin_port =
+        reinterpret_cast<sockaddr_in *>(&bound)->sin_port;
   ::close(fd);
   return 0;
 }
@@ -132,9 +139,8 @@ int server_listen(icap_server *srv, const char *host, int port) {
   l.host = host ? host : "";
   l.fd = fd;
   l.family = bound.ss_family;
-  l.port = bound.ss_family == AF_INET6
-               ? ntohs(reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port)
-               : ntohs(reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
+  l.port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port)
+                                       : ntohs(reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
   srv->listeners.push_back(l);
   return 0;
 }
@@ -143,8 +149,7 @@ int server_run(icap_server *srv) {
   // Writing to a socket the client closed raises SIGPIPE; a server must get
   // EPIPE instead. Only a default disposition is changed (documented).
   struct sigaction old;
-  if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL)
-    signal(SIGPIPE, SIG_IGN);
+  if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   unsigned n = srv->workers ? srv->workers : std::thread::hardware_concurrency();
   if (n == 0) n = 1;
   std::vector<std::vector<int>> fds(n);

@@ -158,7 +158,8 @@ int Worker::offload(icap_request *req, icap_work_cb work, icap_post_cb done, voi
   o->work.data = o;
   req->refs++;
   int rc = uv_queue_work(
-      &loop_, &o->work, [](uv_work_t *w) {
+      &loop_, &o->work,
+      [](uv_work_t *w) {
         auto *o = static_cast<Offload *>(w->data);
         o->fn(o->user);
       },
@@ -198,8 +199,8 @@ void Worker::on_drain_timeout(uv_timer_t *t) {
   auto *w = static_cast<Worker *>(t->data);
   std::vector<Connection *> list = w->conns_;
   if (!list.empty())
-    w->srv_->log(ICAP_LOG_WARN, "drain timeout: closing " + std::to_string(list.size()) +
-                                    " connection(s)");
+    w->srv_->log(ICAP_LOG_WARN,
+                 "drain timeout: closing " + std::to_string(list.size()) + " connection(s)");
   for (Connection *c : list) c->close(ICAP_ECANCELED);
   w->maybe_finish();
 }

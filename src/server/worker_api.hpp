@@ -9,8 +9,8 @@
 namespace icap::detail {
 
 int worker_post(void *loop_ctx, icap_request *req, icap_post_cb cb, void *user);
-int worker_offload(void *loop_ctx, icap_request *req, icap_work_cb work,
-                   icap_post_cb done, void *user);
+int worker_offload(void *loop_ctx, icap_request *req, icap_work_cb work, icap_post_cb done,
+                   void *user);
 
 }  // namespace icap::detail
 

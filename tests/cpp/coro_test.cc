@@ -73,8 +73,7 @@ TEST(Coro, PreviewContinueAndIeof) {
   {
     // Preview without ieof: the next read sends 100 Continue.
     Client c(ts.port);
-    c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 3\r\n", kReqHdr, kResHdr,
-                     "res-body") +
+    c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 3\r\n", kReqHdr, kResHdr, "res-body") +
            chunked({"abc"}));
     Response cont = c.read_response();
     EXPECT_EQ(cont.status, 100) << cont.raw;
@@ -88,8 +87,7 @@ TEST(Coro, PreviewContinueAndIeof) {
   {
     // The preview holds the whole body: data first, then an empty end+ieof.
     Client c(ts.port);
-    c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 10\r\n", kReqHdr, kResHdr,
-                     "res-body") +
+    c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 10\r\n", kReqHdr, kResHdr, "res-body") +
            chunked({"whole"}, kIeof));
     Response r = c.read_response();
     EXPECT_EQ(r.status, 200) << r.raw;
@@ -152,9 +150,8 @@ TEST(Coro, DisconnectResumesWithEconnreset) {
   TestServer ts;
   Recorder seen;
   ts.srv.service("co").respmod([&](icap::Request req) -> icap::Task {
-    req.on_done([&seen](icap::Request&, int status) {
-      seen.add("done=" + std::to_string(status));
-    });
+    req.on_done(
+        [&seen](icap::Request&, int status) { seen.add("done=" + std::to_string(status)); });
     std::string body;
     try {
       while (true) {
@@ -200,8 +197,7 @@ TEST(Coro, DisconnectDuringOffload) {
     try {
       co_await req.offload([&] {
         seen.add("working");
-        for (int i = 0; i < 500 && !release.load(); ++i)
-          std::this_thread::sleep_for(10ms);
+        for (int i = 0; i < 500 && !release.load(); ++i) std::this_thread::sleep_for(10ms);
         return 1;
       });
       seen.add("offload returned normally");
@@ -235,8 +231,7 @@ TEST(Coro, ExceptionAfterSuspensionGives500) {
   });
   ts.start();
   Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-         chunked({"abc"}));
+  c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") + chunked({"abc"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 500) << r.raw;
   EXPECT_TRUE(c.closed_by_peer());
@@ -314,8 +309,7 @@ TEST(Coro, ManyConcurrentCoroutines) {
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 20; ++i) {
     clients.push_back(std::make_unique<Client>(ts.port));
-    clients.back()->send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr,
-                                   "res-body") +
+    clients.back()->send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
                          chunked({std::string(static_cast<std::size_t>(i + 1), 'a')}, ""));
   }
   for (int i = 0; i < 20; ++i) clients[i]->send(chunked({"bb"}));

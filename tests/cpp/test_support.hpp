@@ -46,8 +46,7 @@ class Recorder {
     return items_;
   }
   /* Wait until some item contains `needle`; false after `timeout`. */
-  bool wait_for(const std::string& needle,
-                std::chrono::milliseconds timeout = 5000ms) const {
+  bool wait_for(const std::string& needle, std::chrono::milliseconds timeout = 5000ms) const {
     std::unique_lock<std::mutex> lk(m_);
     return cv_.wait_for(lk, timeout, [&] {
       for (const auto& i : items_)
@@ -55,8 +54,7 @@ class Recorder {
       return false;
     });
   }
-  bool wait_count(std::size_t n,
-                  std::chrono::milliseconds timeout = 5000ms) const {
+  bool wait_count(std::size_t n, std::chrono::milliseconds timeout = 5000ms) const {
     std::unique_lock<std::mutex> lk(m_);
     return cv_.wait_for(lk, timeout, [&] { return items_.size() >= n; });
   }
@@ -299,8 +297,7 @@ class Client {
         buf_.erase(0, p + delim.size());
         return out;
       }
-      if (!fill(until))
-        throw std::runtime_error("timeout/EOF waiting for response; got: " + buf_);
+      if (!fill(until)) throw std::runtime_error("timeout/EOF waiting for response; got: " + buf_);
     }
   }
   std::string read_exact(std::size_t n, std::chrono::milliseconds timeout) {
@@ -341,12 +338,9 @@ inline const char* const kIeof = "0; ieof\r\n\r\n";
  * `res_hdr` are complete HTTP header blocks (ending in an empty line) or
  * empty; `body` says which body section follows ("req-body", "res-body")
  * or "" for null-body. `extra` are ICAP header lines ("Name: v\r\n"). */
-inline std::string icap_head(const std::string& method, int port,
-                             const std::string& service,
-                             const std::string& extra,
-                             const std::string& req_hdr,
-                             const std::string& res_hdr,
-                             const std::string& body) {
+inline std::string icap_head(const std::string& method, int port, const std::string& service,
+                             const std::string& extra, const std::string& req_hdr,
+                             const std::string& res_hdr, const std::string& body) {
   std::string enc;
   std::size_t off = 0;
   auto add = [&](const std::string& name, std::size_t at) {

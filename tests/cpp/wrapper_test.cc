@@ -38,8 +38,7 @@ TEST(Headers, CaseInsensitiveOrderedMultimap) {
 
   std::vector<std::string> seen;
   for (const auto& [name, value] : h) seen.push_back(name + "=" + value);
-  EXPECT_EQ(seen, (std::vector<std::string>{"Host=example.com", "Cookie=a=1",
-                                            "cookie=b=2"}));
+  EXPECT_EQ(seen, (std::vector<std::string>{"Host=example.com", "Cookie=a=1", "cookie=b=2"}));
 
   h.set("COOKIE", "c=3");
   EXPECT_EQ(h.get_all("cookie"), (std::vector<std::string_view>{"c=3"}));
@@ -186,16 +185,14 @@ TEST(Request, AccessorsOnReqmodGet) {
   EXPECT_EQ(s->version, "ICAP/1.0");
   EXPECT_EQ(s->service, "acc");
   EXPECT_EQ(s->client_ip, "127.0.0.1");
-  EXPECT_EQ(s->enc_req, (std::vector<std::string>{
-                            "GET", "http://example.com/path?q=1", "HTTP/1.1"}));
+  EXPECT_EQ(s->enc_req,
+            (std::vector<std::string>{"GET", "http://example.com/path?q=1", "HTTP/1.1"}));
   EXPECT_EQ(s->enc_req_headers["Host"], "example.com");
-  EXPECT_EQ(s->enc_req_headers.get_all("COOKIE"),
-            (std::vector<std::string_view>{"a=1", "b=2"}));
+  EXPECT_EQ(s->enc_req_headers.get_all("COOKIE"), (std::vector<std::string_view>{"a=1", "b=2"}));
   EXPECT_EQ(s->enc_req_headers.size(), 3u);
   EXPECT_TRUE(s->enc_res_headers.empty());
   EXPECT_EQ(s->res_code, -1);
-  EXPECT_EQ(s->icap_headers.get_all("x-multi"),
-            (std::vector<std::string_view>{"a", "b"}));
+  EXPECT_EQ(s->icap_headers.get_all("x-multi"), (std::vector<std::string_view>{"a", "b"}));
   EXPECT_EQ(s->icap_headers["Host"], "127.0.0.1:" + std::to_string(ts.port));
   EXPECT_FALSE(s->has_body);
   EXPECT_FALSE(s->in_preview);
@@ -203,8 +200,8 @@ TEST(Request, AccessorsOnReqmodGet) {
   EXPECT_FALSE(s->preview.has_value());
   EXPECT_EQ(s->allow, (std::set<int>{204}));
   EXPECT_EQ(s->encapsulated,
-            (std::map<std::string, int64_t>{
-                {"req-hdr", 0}, {"null-body", static_cast<int64_t>(kReqHdr.size())}}));
+            (std::map<std::string, int64_t>{{"req-hdr", 0},
+                                            {"null-body", static_cast<int64_t>(kReqHdr.size())}}));
   EXPECT_EQ(s->raw_req_hdr, kReqHdr);
   EXPECT_EQ(s->cookie2, std::optional<std::string>("b=2"));
   EXPECT_EQ(s->x_client_ip, std::optional<std::string>("10.1.2.3"));
@@ -233,8 +230,7 @@ TEST(Request, AccessorsOnRespmodWithPreview) {
     s.in_preview = req.in_preview();
     s.allow = req.allow();
     s.encapsulated = req.encapsulated();
-    EXPECT_EQ(req.encapsulated(ICAP_SECTION_RES_HDR),
-              static_cast<int64_t>(kReqHdr.size()));
+    EXPECT_EQ(req.encapsulated(ICAP_SECTION_RES_HDR), static_cast<int64_t>(kReqHdr.size()));
     EXPECT_EQ(req.encapsulated(ICAP_SECTION_REQ_BODY), -1);
     slot.set(s);
     // Read the whole preview (it ends with ieof), then answer.
@@ -242,9 +238,8 @@ TEST(Request, AccessorsOnRespmodWithPreview) {
     auto read = std::make_shared<std::function<void(icap::Request&)>>();
     *read = [&chunks, read](icap::Request& r) {
       r.read_chunk([&chunks, read](icap::Request& r2, const icap::ChunkView& c) {
-        chunks.add("data=" + std::string(c.data()) + " end=" +
-                   std::to_string(c.end()) + " ieof=" + std::to_string(c.ieof()) +
-                   " req.ieof=" + std::to_string(r2.ieof()));
+        chunks.add("data=" + std::string(c.data()) + " end=" + std::to_string(c.end()) +
+                   " ieof=" + std::to_string(c.ieof()) + " req.ieof=" + std::to_string(r2.ieof()));
         if (c.end()) {
           r2.no_adaptation_required();
           *read = nullptr;  // break the cycle
@@ -258,9 +253,8 @@ TEST(Request, AccessorsOnRespmodWithPreview) {
   ts.start();
 
   Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "acc",
-                   "Preview: 10\r\nAllow: trailers, 206\r\n", kReqHdr, kResHdr,
-                   "res-body") +
+  c.send(icap_head("RESPMOD", ts.port, "acc", "Preview: 10\r\nAllow: trailers, 206\r\n", kReqHdr,
+                   kResHdr, "res-body") +
          chunked({"hello"}, kIeof));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 204) << r.raw;
@@ -346,8 +340,7 @@ TEST(Request, BlockPageInReqmod) {
   EXPECT_EQ(r.headers["X-Verdict"], "blocked");
   EXPECT_NE(r.headers["Encapsulated"].find("res-hdr=0"), std::string_view::npos);
   EXPECT_EQ(r.http_head.rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << r.http_head;
-  EXPECT_NE(r.http_head.find("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"),
-            std::string::npos);
+  EXPECT_NE(r.http_head.find("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"), std::string::npos);
   EXPECT_EQ(r.body, "<h1>blocked</h1>");
 }
 
@@ -368,8 +361,7 @@ TEST(Request, SendErrorAndRequestLineRewrite) {
   c2.send(icap_head("REQMOD", ts.port, "rewrite", "", kReqHdr, "", ""));
   Response r = c2.read_response();
   EXPECT_EQ(r.status, 200) << r.raw;
-  EXPECT_EQ(r.http_head.rfind("GET http://example.org/other HTTP/1.1\r\n", 0), 0u)
-      << r.http_head;
+  EXPECT_EQ(r.http_head.rfind("GET http://example.org/other HTTP/1.1\r\n", 0), 0u) << r.http_head;
   EXPECT_NE(r.headers["Encapsulated"].find("req-hdr=0"), std::string_view::npos);
 }
 
@@ -419,9 +411,8 @@ TEST(Request, IllegalCallsThrowIcapError) {
 
 TEST(Exceptions, ThrowingHandlerGives500AndClose) {
   TestServer ts;
-  ts.srv.service("boom").reqmod([](icap::Request&) {
-    throw std::runtime_error("handler exploded");
-  });
+  ts.srv.service("boom").reqmod(
+      [](icap::Request&) { throw std::runtime_error("handler exploded"); });
   ts.srv.service("boom2").reqmod([](icap::Request&) { throw 42; });
   ts.start();
   {
@@ -445,9 +436,8 @@ TEST(Exceptions, ThrowingHandlerGives500AndClose) {
 TEST(Exceptions, ThrowingBodyCallbackAborts) {
   TestServer ts;
   ts.srv.service("body").respmod([](icap::Request& req) {
-    req.read_chunk([](icap::Request&, const icap::ChunkView&) {
-      throw std::logic_error("bad chunk");
-    });
+    req.read_chunk(
+        [](icap::Request&, const icap::ChunkView&) { throw std::logic_error("bad chunk"); });
   });
   ts.start();
   Client c(ts.port);
@@ -476,8 +466,7 @@ TEST(Exceptions, LogCallbackThatThrowsIsContained) {
   Recorder seen;
   icap::Server s;
   s.workers(1);
-  s.log([](icap_log_level, std::string_view) { throw std::runtime_error("log"); },
-        ICAP_LOG_DEBUG);
+  s.log([](icap_log_level, std::string_view) { throw std::runtime_error("log"); }, ICAP_LOG_DEBUG);
   s.service("x").reqmod([&](icap::Request&) {
     seen.add("ok");
     throw std::runtime_error("reported to a throwing logger");
@@ -565,8 +554,7 @@ TEST(Streaming, PreviewThenContinue) {
     *step = [&seen, body, step](icap::Request& r) {
       r.read_chunk([&seen, body, step](icap::Request& r2, const icap::ChunkView& c) {
         body->append(c.data());
-        if (c.preview_end()) seen.add("preview_end in_preview=" +
-                                      std::to_string(r2.in_preview()));
+        if (c.preview_end()) seen.add("preview_end in_preview=" + std::to_string(r2.in_preview()));
         if (c.end()) {
           seen.add("body=" + *body);
           r2.set_enc_status("HTTP/1.1 200 OK");
@@ -583,8 +571,7 @@ TEST(Streaming, PreviewThenContinue) {
   });
   ts.start();
   Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "prev", "Preview: 4\r\n", kReqHdr, kResHdr,
-                   "res-body") +
+  c.send(icap_head("RESPMOD", ts.port, "prev", "Preview: 4\r\n", kReqHdr, kResHdr, "res-body") +
          chunked({"abcd"}));
   Response cont = c.read_response();
   EXPECT_EQ(cont.status, 100) << cont.raw;
@@ -608,8 +595,7 @@ TEST(Callbacks, OnDoneAndUserData) {
     req.on_done([&seen](icap::Request&, int) { seen.add("replaced"); });
     req.on_done([&seen](icap::Request& r, int status) {
       auto* p = r.data_as<std::string>();
-      seen.add("done status=" + std::to_string(status) + " data=" +
-               (p ? *p : std::string("null")));
+      seen.add("done status=" + std::to_string(status) + " data=" + (p ? *p : std::string("null")));
       delete p;
       r.set_data(nullptr);
     });
@@ -627,9 +613,8 @@ TEST(Callbacks, OnDoneReportsClientGone) {
   TestServer ts;
   Recorder seen;
   ts.srv.service("gone").respmod([&](icap::Request& req) {
-    req.on_done([&seen](icap::Request&, int status) {
-      seen.add("done status=" + std::to_string(status));
-    });
+    req.on_done(
+        [&seen](icap::Request&, int status) { seen.add("done status=" + std::to_string(status)); });
     req.read_chunk([&seen](icap::Request&, const icap::ChunkView& c) {
       seen.add("read status=" + std::to_string(c.status()));
     });
@@ -641,10 +626,8 @@ TEST(Callbacks, OnDoneReportsClientGone) {
     c.send(icap_head("RESPMOD", ts.port, "gone", "", kReqHdr, kResHdr, "res-body"));
     std::this_thread::sleep_for(100ms);
   }  // closed
-  EXPECT_TRUE(seen.wait_for("done status=" + std::to_string(ICAP_ECONNRESET)))
-      << seen.joined();
-  EXPECT_TRUE(seen.wait_for("read status=" + std::to_string(ICAP_ECONNRESET)))
-      << seen.joined();
+  EXPECT_TRUE(seen.wait_for("done status=" + std::to_string(ICAP_ECONNRESET))) << seen.joined();
+  EXPECT_TRUE(seen.wait_for("read status=" + std::to_string(ICAP_ECONNRESET))) << seen.joined();
 }
 
 TEST(Callbacks, OffloadRunsOnPoolAndThenOnLoopThread) {
@@ -665,9 +648,8 @@ TEST(Callbacks, OffloadRunsOnPoolAndThenOnLoopThread) {
           r.send_error(403);
         });
   });
-  ts.srv.service("offvoid").reqmod([&](icap::Request& req) {
-    req.offload([] {}, [](icap::Request& r) { r.send_error(404); });
-  });
+  ts.srv.service("offvoid").reqmod(
+      [&](icap::Request& req) { req.offload([] {}, [](icap::Request& r) { r.send_error(404); }); });
   ts.start();
   for (int i = 0; i < 4; ++i) {  // several connections: both loops
     Client c(ts.port);
@@ -697,8 +679,8 @@ TEST(Callbacks, PostFromAnotherThread) {
       std::this_thread::sleep_for(20ms);
       std::move(ref).post([&seen, loop](icap::Request& r, int status) {
         std::string me = thread_id_string(std::this_thread::get_id());
-        seen.add("post status=" + std::to_string(status) + " same loop=" +
-                 (me == loop ? "yes" : "no"));
+        seen.add("post status=" + std::to_string(status) +
+                 " same loop=" + (me == loop ? "yes" : "no"));
         r.send_error(403);
       });
       seen.add(std::string("ref released: ") + (ref ? "no" : "yes"));
@@ -720,16 +702,15 @@ TEST(Callbacks, MemberFunctionHandlerViaLambdaAndStdFunction) {
     void handle(icap::Request& req) { req.send_error(code); }
   };
   Policy p{403};
-  std::function<void(icap::Request&)> fn = [](icap::Request& req) {
-    req.send_error(404);
-  };
+  std::function<void(icap::Request&)> fn = [](icap::Request& req) { req.send_error(404); };
   TestServer ts;
   ts.srv.service("member").reqmod([&p](icap::Request& req) { p.handle(req); });
   ts.srv.service("stdfn").reqmod(fn);
   // A move-only callable works too.
   auto owned = std::make_unique<int>(405);
-  ts.srv.service("moveonly").reqmod(
-      [o = std::move(owned)](icap::Request& req) { req.send_error(*o); });
+  ts.srv.service("moveonly").reqmod([o = std::move(owned)](icap::Request& req) {
+    req.send_error(*o);
+  });
   ts.start();
   Client c(ts.port);
   c.send(icap_head("REQMOD", ts.port, "member", "", kReqHdr, "", ""));

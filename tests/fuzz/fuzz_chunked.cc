@@ -45,10 +45,14 @@ struct Decoded {
 
 const char *name(Res r) {
   switch (r) {
-    case Res::kNeedMore: return "need-more";
-    case Res::kEnd: return "end";
-    case Res::kError: return "error";
-    case Res::kUnknown: return "unknown";
+    case Res::kNeedMore:
+      return "need-more";
+    case Res::kEnd:
+      return "end";
+    case Res::kError:
+      return "error";
+    case Res::kUnknown:
+      return "unknown";
   }
   return "?";
 }
@@ -68,10 +72,12 @@ int ref_size_line(std::string_view s, uint64_t max_chunk, uint64_t &size, bool &
   size = 0;
   bool overflow = false;
   while (i < s.size() && isxdigit(static_cast<unsigned char>(s[i]))) {
-    unsigned v = static_cast<unsigned>(isdigit(static_cast<unsigned char>(s[i])) ? s[i] - '0'
-                                                                                 : (s[i] | 0x20) - 'a' + 10);
-    if (size > (UINT64_MAX - v) / 16) overflow = true;
-    else size = size * 16 + v;
+    unsigned v = static_cast<unsigned>(
+        isdigit(static_cast<unsigned char>(s[i])) ? s[i] - '0' : (s[i] | 0x20) - 'a' + 10);
+    if (size > (UINT64_MAX - v) / 16)
+      overflow = true;
+    else
+      size = size * 16 + v;
     i++;
   }
   if (i == 0 || overflow || size > max_chunk) return -1;
@@ -263,10 +269,9 @@ void decoder_mode(std::string_view body, uint64_t max_chunk, uint8_t split) {
   }
   Decoded ref = reference(body, max_chunk);
   if (ref.res == Res::kUnknown) return;
-  FUZZ_CHECK(ref.res == whole.res, std::string("decoder says ") + name(whole.res) +
-                                       ", reference says " + name(ref.res) + " for " +
-                                       fuzz::show(body) + " (max chunk " +
-                                       std::to_string(max_chunk) + ")");
+  FUZZ_CHECK(ref.res == whole.res,
+             std::string("decoder says ") + name(whole.res) + ", reference says " + name(ref.res) +
+                 " for " + fuzz::show(body) + " (max chunk " + std::to_string(max_chunk) + ")");
   if (ref.res != Res::kError) FUZZ_CHECK(ref.data == whole.data, "data differs from the reference");
   if (ref.res == Res::kEnd)
     FUZZ_CHECK(ref.stop == whole.stop && ref.ieof == whole.ieof, "end differs from the reference");

@@ -18,7 +18,8 @@ namespace fuzz {
 
 // An invariant does not hold: print why and abort. libFuzzer (and the
 // standalone driver, through SIGABRT) then reports the input as a crash.
-[[noreturn]] inline void fail(const char *file, int line, const char *cond, const std::string &msg) {
+[[noreturn]] inline void fail(const char *file, int line, const char *cond,
+                              const std::string &msg) {
   fprintf(stderr, "\nFUZZ INVARIANT FAILED at %s:%d: %s\n  %s\n", file, line, cond, msg.c_str());
   fflush(stderr);
   abort();
@@ -42,8 +43,10 @@ inline std::string show(std::string_view s, size_t max = 200) {
   std::string o;
   for (size_t i = 0; i < s.size() && i < max; i++) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\r') o += "\\r";
-    else if (c == '\n') o += "\\n";
+    if (c == '\r')
+      o += "\\r";
+    else if (c == '\n')
+      o += "\\n";
     else if (c < 0x20 || c >= 0x7f) {
       char b[8];
       snprintf(b, sizeof b, "\\x%02x", c);
@@ -73,16 +76,16 @@ class Control {
 
 }  // namespace fuzz
 
-#define FUZZ_CHECK(cond, msg)                                      \
-  do {                                                             \
-    if (!(cond)) ::fuzz::fail(__FILE__, __LINE__, #cond, (msg));   \
+#define FUZZ_CHECK(cond, msg)                                    \
+  do {                                                           \
+    if (!(cond)) ::fuzz::fail(__FILE__, __LINE__, #cond, (msg)); \
   } while (0)
 
 // An invariant that a known bug (`bug`, a short name from the README)
 // breaks: checked only in strict mode.
-#define FUZZ_CHECK_KNOWN_BUG(bug, cond, msg)                                         \
-  do {                                                                               \
-    if (::fuzz::strict() && !(cond))                                                 \
+#define FUZZ_CHECK_KNOWN_BUG(bug, cond, msg)                                                \
+  do {                                                                                      \
+    if (::fuzz::strict() && !(cond))                                                        \
       ::fuzz::fail(__FILE__, __LINE__, #cond, std::string("[known bug " bug "] ") + (msg)); \
   } while (0)
 

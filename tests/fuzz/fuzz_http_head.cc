@@ -64,10 +64,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   // A bare LF: llhttp 8.1 takes one as the end of the start line.
   size_t first_lf = block.find('\n', lead);
   if (first_lf != std::string_view::npos && (first_lf == 0 || block[first_lf - 1] != '\r'))
-    FUZZ_CHECK_KNOWN_BUG("http-head-start-line", false,
-                         "bare LF ends the start line: " + shown);
+    FUZZ_CHECK_KNOWN_BUG("http-head-start-line", false, "bare LF ends the start line: " + shown);
   size_t bare_lf = std::string_view::npos;
-  for (size_t i = first_lf == std::string_view::npos ? block.size() : first_lf + 1; i + 1 < block.size(); i++)
+  for (size_t i = first_lf == std::string_view::npos ? block.size() : first_lf + 1;
+       i + 1 < block.size(); i++)
     if (block[i] == '\n' && block[i - 1] != '\r') bare_lf = i;
   FUZZ_CHECK(bare_lf == std::string_view::npos, "bare LF accepted in a head: " + shown);
   size_t bare_cr = std::string_view::npos;
@@ -85,7 +85,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK_KNOWN_BUG("http-head-empty-name", !f.name.empty(), "empty field name: " + shown);
     // (llhttp 8.1 keeps blanks before the colon in the name, "Host : a"
     // giving "Host ", so that lookups miss the field: fixed in 5a4005b.)
-    for (unsigned char ch : f.name) FUZZ_CHECK(is_tchar(ch), "non-token field name " + fuzz::show(f.name));
+    for (unsigned char ch : f.name)
+      FUZZ_CHECK(is_tchar(ch), "non-token field name " + fuzz::show(f.name));
     for (unsigned char ch : f.value)
       FUZZ_CHECK(ch != '\r' && ch != '\n' && ch != 0, "CR, LF or NUL in a value: " + shown);
     if (!f.value.empty())
@@ -107,10 +108,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   // llhttp 8.1 takes an HTTP/0.9 request line ("GET /"): no version.
   if (request && h.version == "HTTP/")
     FUZZ_CHECK_KNOWN_BUG("http-head-start-line", false, "request line without a version: " + shown);
-  else FUZZ_CHECK(h.version.size() == 8 && h.version.compare(0, 5, "HTTP/") == 0 &&
-                 isdigit(static_cast<unsigned char>(h.version[5])) && h.version[6] == '.' &&
-                 isdigit(static_cast<unsigned char>(h.version[7])),
-             "version " + fuzz::show(h.version));
+  else
+    FUZZ_CHECK(h.version.size() == 8 && h.version.compare(0, 5, "HTTP/") == 0 &&
+                   isdigit(static_cast<unsigned char>(h.version[5])) && h.version[6] == '.' &&
+                   isdigit(static_cast<unsigned char>(h.version[7])),
+               "version " + fuzz::show(h.version));
   if (request) {
     // ("CONNECT \r\n\r\n": no target and no version, known bug
     // http-head-start-line, checked above.)
@@ -119,7 +121,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (unsigned char ch : h.uri) {
       // llhttp 8.1 (loose) takes HTAB and FF inside the request target.
       if (ch == '\t' || ch == '\f')
-        FUZZ_CHECK_KNOWN_BUG("http-head-start-line", false, "HTAB or FF in the request target: " + shown);
+        FUZZ_CHECK_KNOWN_BUG("http-head-start-line", false,
+                             "HTAB or FF in the request target: " + shown);
       else
         FUZZ_CHECK(ch > 0x20 && ch != 0x7f, "blank or control in URI: " + shown);
     }

@@ -45,9 +45,11 @@ void check_head(std::string_view block, const Limits &limits) {
   for (unsigned char c : h.uri) FUZZ_CHECK(c > 0x20 && c != 0x7f, "control or blank in the URI");
   for (const Header &f : h.headers.items()) {
     FUZZ_CHECK(!f.name.empty(), "empty header name");
-    for (unsigned char c : f.name) FUZZ_CHECK(is_tchar(c), "non-token header name " + fuzz::show(f.name));
+    for (unsigned char c : f.name)
+      FUZZ_CHECK(is_tchar(c), "non-token header name " + fuzz::show(f.name));
     for (unsigned char c : f.value)
-      FUZZ_CHECK(!((c < 0x20 && c != '\t') || c == 0x7f), "control in value " + fuzz::show(f.value));
+      FUZZ_CHECK(!((c < 0x20 && c != '\t') || c == 0x7f),
+                 "control in value " + fuzz::show(f.value));
     if (!f.value.empty()) {
       FUZZ_CHECK(f.value.front() != ' ' && f.value.front() != '\t', "value not trimmed");
       FUZZ_CHECK(f.value.back() != ' ' && f.value.back() != '\t', "value not trimmed");
@@ -74,8 +76,7 @@ void check_encapsulated(std::string_view value, icap_method m) {
     if (i > 0) FUZZ_CHECK(e.offset[s] > e.offset[e.order[i - 1]], "offsets do not increase");
     FUZZ_CHECK(is_body(s) == (i == e.count - 1), "body entity not last, or not only one");
     if (i > 0) FUZZ_CHECK(s != ICAP_SECTION_REQ_HDR, "req-hdr after another section");
-    if (!is_body(s))
-      FUZZ_CHECK(e.section_end(s) > e.offset[s], "header section without bytes");
+    if (!is_body(s)) FUZZ_CHECK(e.section_end(s) > e.offset[s], "header section without bytes");
   }
   FUZZ_CHECK(e.header_bytes() == e.offset[e.body()], "header_bytes is not the body offset");
   switch (m) {
@@ -132,7 +133,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (const std::string *enc = h.headers.get("Encapsulated")) check_encapsulated(*enc, h.method);
 
   std::string_view first = in.substr(0, in.find('\n'));
-  for (int m = 0; m < ICAP_METHOD_COUNT_; m++) check_encapsulated(first, static_cast<icap_method>(m));
+  for (int m = 0; m < ICAP_METHOD_COUNT_; m++)
+    check_encapsulated(first, static_cast<icap_method>(m));
   // An out-of-range method must never be accepted.
   Encapsulated e;
   std::string why;

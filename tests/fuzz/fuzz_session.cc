@@ -53,22 +53,22 @@ using namespace icap::detail;
 namespace {
 
 enum Act : uint8_t {
-  kNoAdapt = 0,      // icap_request_no_adaptation() at once
-  kReadReply = 1,    // read the whole body with read_chunk, then a new reply
-  kSendError = 2,    // send_error(code) at once
-  kContinue = 3,     // read the preview, icap_request_continue(), push the rest
-  kPushPause = 4,    // push mode, pausing after every piece, resuming later
-  kAbort = 5,        // icap_request_abort() at once or at the first piece
-  kStatus204 = 6,    // set_status(204) + send_headers()
-  kStatus206 = 7,    // set_status(206) + a 206 body ending use-original-body
-  kDefer = 8,        // decide (variant) on a later iteration
-  kReturnError = 9,  // the handler returns ICAP_EIO
-  kThrow = 10,       // the handler throws
-  kReadOneError = 11,// read one piece, then send_error(403)
-  kReadNoAdapt = 12, // read one piece, then no_adaptation (may be ECONSUMED)
-  kZeroCopy = 13,    // block page with a zero-copy chunk
-  kNever = 14,       // never answer (the handler timeout must)
-  kOptionsLike = 15  // answer with send_headers(0) and no HTTP message
+  kNoAdapt = 0,        // icap_request_no_adaptation() at once
+  kReadReply = 1,      // read the whole body with read_chunk, then a new reply
+  kSendError = 2,      // send_error(code) at once
+  kContinue = 3,       // read the preview, icap_request_continue(), push the rest
+  kPushPause = 4,      // push mode, pausing after every piece, resuming later
+  kAbort = 5,          // icap_request_abort() at once or at the first piece
+  kStatus204 = 6,      // set_status(204) + send_headers()
+  kStatus206 = 7,      // set_status(206) + a 206 body ending use-original-body
+  kDefer = 8,          // decide (variant) on a later iteration
+  kReturnError = 9,    // the handler returns ICAP_EIO
+  kThrow = 10,         // the handler throws
+  kReadOneError = 11,  // read one piece, then send_error(403)
+  kReadNoAdapt = 12,   // read one piece, then no_adaptation (may be ECONSUMED)
+  kZeroCopy = 13,      // block page with a zero-copy chunk
+  kNever = 14,         // never answer (the handler timeout must)
+  kOptionsLike = 15    // answer with send_headers(0) and no HTTP message
 };
 
 struct Run;
@@ -144,9 +144,9 @@ int no_adapt_checked(icap_request *req, Txn *t) {
   int rc = icap_request_no_adaptation(req);
   if (rc == 0) {
     int code = icap_request_response_code(req);
-    FUZZ_CHECK(code == (allowed ? 204 : 200),
-               "no_adaptation answered " + std::to_string(code) + " (204 allowed: " +
-                   std::to_string(allowed) + ")");
+    FUZZ_CHECK(code == (allowed ? 204 : 200), "no_adaptation answered " + std::to_string(code) +
+                                                  " (204 allowed: " + std::to_string(allowed) +
+                                                  ")");
     t->answered = true;
   } else {
     FUZZ_CHECK(rc == ICAP_ECONSUMED || rc == ICAP_ESTATE, std::string("no_adaptation: ") + err(rc));
@@ -200,7 +200,8 @@ bool body_event(icap_request *req, Txn *t, int status, const char *data, size_t 
   if (t->body.size() < 4096) t->body.append(data, std::min(len, 4096 - t->body.size()));
   if (t->preview >= 0 && !t->preview_over) {
     t->preview_bytes += len;
-    FUZZ_CHECK(static_cast<int64_t>(t->preview_bytes) <= t->preview, "preview longer than announced");
+    FUZZ_CHECK(static_cast<int64_t>(t->preview_bytes) <= t->preview,
+               "preview longer than announced");
   }
   if (status & (ICAP_BODY_PREVIEW_END | ICAP_BODY_IEOF)) {
     FUZZ_CHECK(t->preview >= 0, "preview flags without a preview");
@@ -329,7 +330,8 @@ void act_now(icap_request *req, Txn *t, uint8_t act) {
         // EBUSY while pushing; ESTATE if the push already took the whole
         // body and the answer went out.
         int rc2 = icap_request_read_chunk(req, on_read_all, t);
-        FUZZ_CHECK(rc2 == ICAP_EBUSY || rc2 == ICAP_ESTATE, std::string("read while pushing: ") + err(rc2));
+        FUZZ_CHECK(rc2 == ICAP_EBUSY || rc2 == ICAP_ESTATE,
+                   std::string("read while pushing: ") + err(rc2));
       }
       break;
     }
@@ -378,10 +380,12 @@ void act_now(icap_request *req, Txn *t, uint8_t act) {
       break;
     case kZeroCopy: {
       static const char kPage[] = "<h1>blocked</h1>";
-      FUZZ_CHECK(icap_request_set_http_status(req, "HTTP/1.1 403 Forbidden") == 0, "set_http_status");
+      FUZZ_CHECK(icap_request_set_http_status(req, "HTTP/1.1 403 Forbidden") == 0,
+                 "set_http_status");
       FUZZ_CHECK(icap_request_add_http_header(req, "Content-Length", "16") == 0, "add header");
-      FUZZ_CHECK(icap_request_set_icap_header(req, "X-Infection-Found", "Type=0; Resolution=2") == 0,
-                 "set_icap_header");
+      FUZZ_CHECK(
+          icap_request_set_icap_header(req, "X-Infection-Found", "Type=0; Resolution=2") == 0,
+          "set_icap_header");
       FUZZ_CHECK(icap_request_set_icap_header(req, "Encapsulated", "x") == ICAP_EINVAL,
                  "Encapsulated taken");
       FUZZ_CHECK(icap_request_send_headers(req, 1) == 0, "send_headers");
@@ -445,9 +449,11 @@ int handler(icap_request *req, void *user) {
   }
   for (size_t i = 0; i < icap_request_header_count(req, ICAP_HEADERS_ICAP); i++) {
     const char *n = nullptr, *v = nullptr;
-    FUZZ_CHECK(icap_request_header_at(req, ICAP_HEADERS_ICAP, i, &n, &v) == 0 && n && v, "header_at");
+    FUZZ_CHECK(icap_request_header_at(req, ICAP_HEADERS_ICAP, i, &n, &v) == 0 && n && v,
+               "header_at");
   }
-  FUZZ_CHECK(icap_request_post(req, [](icap_request *, int, void *) {}, nullptr) == ICAP_ENOTSUP,
+  FUZZ_CHECK(icap_request_post(
+                 req, [](icap_request *, int, void *) {}, nullptr) == ICAP_ENOTSUP,
              "post without a server loop");
 
   switch (tp->act) {
@@ -473,7 +479,9 @@ int options_handler(icap_request *req, void *user) {
   FUZZ_CHECK(icap_request_set_icap_header(req, "X-Include", "X-Client-IP") == 0, "options header");
   FUZZ_CHECK(icap_request_set_icap_header(req, "ISTag", "\"opt-tag\"") == 0, "ISTag in OPTIONS");
   if (run->decisions[0] & 0x80) {
-    run->later(req, [req] { FUZZ_CHECK(active_code(icap_request_send_headers(req, 0)), "options later"); });
+    run->later(req, [req] {
+      FUZZ_CHECK(active_code(icap_request_send_headers(req, 0)), "options later");
+    });
     return 0;
   }
   FUZZ_CHECK(icap_request_send_headers(req, 0) == 0, "options send_headers");
@@ -509,12 +517,18 @@ Limits make_limits(unsigned profile) {
 
 const char *wait_name(Session::Wait w) {
   switch (w) {
-    case Session::Wait::kNone: return "none";
-    case Session::Wait::kIdle: return "idle";
-    case Session::Wait::kHead: return "head";
-    case Session::Wait::kBody: return "body";
-    case Session::Wait::kHandler: return "handler";
-    case Session::Wait::kOutput: return "output";
+    case Session::Wait::kNone:
+      return "none";
+    case Session::Wait::kIdle:
+      return "idle";
+    case Session::Wait::kHead:
+      return "head";
+    case Session::Wait::kBody:
+      return "body";
+    case Session::Wait::kHandler:
+      return "handler";
+    case Session::Wait::kOutput:
+      return "output";
   }
   return "?";
 }
@@ -651,8 +665,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       d.drain();
     }
     for (int i = 0; i < 100 && run.run_ticks(); i++) d.drain();
-    if (!reset_at_end && !closed_by_server && !s.dead() &&
-        s.wait() == Session::Wait::kHandler) {
+    if (!reset_at_end && !closed_by_server && !s.dead() && s.wait() == Session::Wait::kHandler) {
       s.timed_out(Session::Wait::kHandler);
       d.drain();
     }
@@ -665,8 +678,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool all_ended_well = true;
     for (auto &t : run.txns) all_ended_well &= t->done_calls == 1 && t->done_status == 0;
     if (!dead_at_end && !reset_at_end && all_ended_well) {
-      FUZZ_CHECK(!partial, "a truncated response although every transaction ended well: " +
-                               fuzz::show(d.wire.substr(d.wire.size() > 300 ? d.wire.size() - 300 : 0)));
+      FUZZ_CHECK(!partial,
+                 "a truncated response although every transaction ended well: " +
+                     fuzz::show(d.wire.substr(d.wire.size() > 300 ? d.wire.size() - 300 : 0)));
     }
     // Answers that begin after the drain started close the connection.
     if (drain_offset != std::string::npos) {
@@ -687,19 +701,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (r.code == 100) continues++;
     if (r.code == 400 || r.code == 408 || r.code == 501 || r.code == 505)
       FUZZ_CHECK(r.conn_close(), std::to_string(r.code) + " without Connection: close");
-    if (r.code == 206) FUZZ_CHECK(r.last_chunk_ext.find("use-original-body=") != std::string::npos,
-                                  "206 without use-original-body");
+    if (r.code == 206)
+      FUZZ_CHECK(r.last_chunk_ext.find("use-original-body=") != std::string::npos,
+                 "206 without use-original-body");
   }
-  FUZZ_CHECK(continues <= run.preview_requests,
-             std::to_string(continues) + " 100 Continue for " + std::to_string(run.preview_requests) +
-                 " requests with a preview");
+  FUZZ_CHECK(continues <= run.preview_requests, std::to_string(continues) + " 100 Continue for " +
+                                                    std::to_string(run.preview_requests) +
+                                                    " requests with a preview");
   for (auto &t : run.txns) {
     FUZZ_CHECK(t->done_calls == 1, "transaction " + std::to_string(t->idx) + " (act " +
                                        std::to_string(t->act) + ") got " +
                                        std::to_string(t->done_calls) + " done callbacks");
   }
   FUZZ_CHECK(run.zc_released == run.zc_sent, "zero-copy data released " +
-                                                  std::to_string(run.zc_released) + " times for " +
-                                                  std::to_string(run.zc_sent) + " sends");
+                                                 std::to_string(run.zc_released) + " times for " +
+                                                 std::to_string(run.zc_sent) + " sends");
   return 0;
 }

@@ -22,10 +22,10 @@ struct Response {
   std::string encapsulated;  // the Encapsulated value ("" if absent)
   // Header sections in order: ("req-hdr" or "res-hdr", raw bytes).
   std::vector<std::pair<std::string, std::string>> sections;
-  std::string body_kind;  // "req-body", "res-body", "opt-body", "null-body" or ""
-  std::string body;       // decoded chunked body
+  std::string body_kind;       // "req-body", "res-body", "opt-body", "null-body" or ""
+  std::string body;            // decoded chunked body
   std::string last_chunk_ext;  // what follows "0" in the last-chunk line
-  size_t wire_bytes = 0;  // bytes of the whole response on the wire
+  size_t wire_bytes = 0;       // bytes of the whole response on the wire
 
   // First value of `name` (case-insensitive) or nullptr.
   const std::string *header(std::string_view name) const;
@@ -61,8 +61,21 @@ bool parse_stream(std::string_view in, std::vector<Response> &out, bool &partial
 inline bool tchar(unsigned char c) {
   if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
       return true;
     default:
       return false;
@@ -153,7 +166,8 @@ inline Parse parse_response(std::string_view in, Response &out, std::string &why
   if (out.code < 100) return why = "status below 100", Parse::kBad;
   for (size_t i = 13; i < sl.size(); i++) {
     unsigned char c = static_cast<unsigned char>(sl[i]);
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return why = "control character in reason", Parse::kBad;
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return why = "control character in reason", Parse::kBad;
   }
   pos = e + 2;
 
@@ -236,9 +250,8 @@ inline Parse parse_response(std::string_view in, Response &out, std::string &why
   if (in.size() - pos < hdr_total) return Parse::kPartial;
   for (size_t i = 0; i + 1 < ents.size(); i++) {
     std::string_view sec = in.substr(pos + ents[i].off, ents[i + 1].off - ents[i].off);
-    if (!lenient_sections &&
-        (sec.size() < 4 || sec.substr(sec.size() - 4) != "\r\n\r\n" ||
-         sec.find("\r\n\r\n") != sec.size() - 4))
+    if (!lenient_sections && (sec.size() < 4 || sec.substr(sec.size() - 4) != "\r\n\r\n" ||
+                              sec.find("\r\n\r\n") != sec.size() - 4))
       return why = ents[i].name + " is not one header block ending with CRLF CRLF", Parse::kBad;
     if (ents[i].name == "res-hdr" && sec.substr(0, 5) != "HTTP/")
       return why = "res-hdr does not start with a status line", Parse::kBad;
@@ -274,10 +287,12 @@ inline Parse parse_response(std::string_view in, Response &out, std::string &why
     if (size == 0) {
       // The last chunk: no trailers from our server, just the empty line.
       if (in.size() - pos < 2) {
-        if (in.size() > pos && in[pos] != '\r') return why = "trailer after last chunk", Parse::kBad;
+        if (in.size() > pos && in[pos] != '\r')
+          return why = "trailer after last chunk", Parse::kBad;
         return Parse::kPartial;
       }
-      if (in.substr(pos, 2) != "\r\n") return why = "no empty line after the last chunk", Parse::kBad;
+      if (in.substr(pos, 2) != "\r\n")
+        return why = "no empty line after the last chunk", Parse::kBad;
       pos += 2;
       out.last_chunk_ext.assign(ext);
       out.wire_bytes = pos;
@@ -304,7 +319,8 @@ inline bool parse_stream(std::string_view in, std::vector<Response> &out, bool &
     Response r;
     Parse p = parse_response(in.substr(pos), r, why, lenient_sections);
     if (p == Parse::kBad) {
-      why = "response #" + std::to_string(out.size()) + " at byte " + std::to_string(pos) + ": " + why;
+      why = "response #" + std::to_string(out.size()) + " at byte " + std::to_string(pos) + ": " +
+            why;
       return false;
     }
     if (p == Parse::kPartial) {

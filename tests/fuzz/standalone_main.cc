@@ -61,8 +61,10 @@ int main(int argc, char **argv) {
   std::vector<std::string> files;
   for (int i = 1; i < argc; i++) {
     if (argv[i][0] == '-') continue;  // libFuzzer-style flags are ignored
-    if (is_dir(argv[i])) list_dir(argv[i], files);
-    else files.push_back(argv[i]);
+    if (is_dir(argv[i]))
+      list_dir(argv[i], files);
+    else
+      files.push_back(argv[i]);
   }
   if (files.empty()) {
     fprintf(stderr, "usage: %s CORPUS_DIR_OR_FILE...\n", argv[0]);
@@ -80,6 +82,7 @@ int main(int argc, char **argv) {
     bytes += data.size();
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t *>(data.data()), data.size());
   }
-  printf("%s: %zu inputs (%zu bytes) replayed, no invariant failed\n", argv[0], files.size(), bytes);
+  printf("%s: %zu inputs (%zu bytes) replayed, no invariant failed\n", argv[0], files.size(),
+         bytes);
   return 0;
 }

@@ -67,8 +67,8 @@ void run_fail_test(icap_handler_cb handler, FailCtx &ctx, TestServer &s) {
     EXPECT_EQ(r.code, 500) << r.status_line;
     EXPECT_TRUE(r.conn_close());
     EXPECT_TRUE(c.wait_closed(ms(3000))) << "request " << i;
-    EXPECT_TRUE(wait_until(
-        [&] { return ctx.done_calls.load() == static_cast<int>(i + 1); }, ms(2000)));
+    EXPECT_TRUE(
+        wait_until([&] { return ctx.done_calls.load() == static_cast<int>(i + 1); }, ms(2000)));
   }
   EXPECT_EQ(ctx.handler_calls.load(), 2);
   EXPECT_EQ(ctx.done_calls.load(), 2);

@@ -155,9 +155,8 @@ TEST(Backpressure, NonReadingClientBoundsMemoryAndEchoIsExact) {
   const int64_t grow2 = static_cast<int64_t>(rss2) - static_cast<int64_t>(rss0);
   RecordProperty("rss_growth_kib", static_cast<int>(grow2 / 1024));
   RecordProperty("body_accepted_kib_while_blocked", static_cast<int>(stalled_at / 1024));
-  EXPECT_LT(grow1, static_cast<int64_t>(32 * MiB))
-      << "RSS grew by " << grow1 / 1024 << " KiB with " << stalled_at / 1024
-      << " KiB of body accepted";
+  EXPECT_LT(grow1, static_cast<int64_t>(32 * MiB)) << "RSS grew by " << grow1 / 1024 << " KiB with "
+                                                   << stalled_at / 1024 << " KiB of body accepted";
   EXPECT_LT(grow2, static_cast<int64_t>(32 * MiB)) << "RSS grew by " << grow2 / 1024 << " KiB";
 
   // Phase 2: read everything (checking each byte) while sending the rest.
@@ -333,13 +332,15 @@ void run_disconnect_test(icap_handler_cb handler) {
     ASSERT_EQ(c.connect(s.port()), 0);
     ASSERT_TRUE(c.send_all(head + chunk + chunk + chunk));
   }
-  ASSERT_TRUE(wait_until(
-      [&] { return ctx.body_bytes.load() == control_bytes + kClients * 3000u; }, ms(5000)))
+  ASSERT_TRUE(wait_until([&] { return ctx.body_bytes.load() == control_bytes + kClients * 3000u; },
+                         ms(5000)))
       << "the handlers did not get the first chunks: " << ctx.body_bytes.load();
   EXPECT_EQ(ctx.done_calls.load(), 1);
   for (int i = 0; i < kClients; i++) {
-    if (i % 2) clients[i].reset();
-    else clients[i].close();
+    if (i % 2)
+      clients[i].reset();
+    else
+      clients[i].close();
   }
   EXPECT_TRUE(wait_until([&] { return ctx.done_calls.load() == 1 + kClients; }, ms(5000)))
       << "done callbacks: " << ctx.done_calls.load() - 1 << " of " << kClients << "\n"
@@ -408,7 +409,8 @@ TEST(Disconnect, BeforeAnswerNotifiesDoneCallback) {
   ASSERT_TRUE(wait_until([&] { return ctx.handler_calls.load() == kClients; }, ms(3000)));
   for (int i = 0; i < kClients; i++) clients[i].reset();
   EXPECT_TRUE(wait_until([&] { return ctx.done_calls.load() == kClients; }, ms(5000)))
-      << ctx.done_calls.load() << " of " << kClients << "\n" << s.logs_text();
+      << ctx.done_calls.load() << " of " << kClients << "\n"
+      << s.logs_text();
   EXPECT_EQ(ctx.live.load(), 0);
   std::lock_guard<std::mutex> g(ctx.mu);
   for (int st : ctx.done_status) EXPECT_EQ(st, ICAP_ECONNRESET) << icap_err_name(st);
@@ -461,16 +463,19 @@ TEST(Disconnect, DuringEchoNotifiesDoneCallback) {
   ASSERT_TRUE(wait_until([&] { return ctx.handler_calls.load() == kClients; }, ms(3000)));
   // The echo has started: each client sees the 200 head and the first data.
   for (auto &c : clients) {
-    ASSERT_TRUE(wait_until([&] { return c.wait_closed(ms(1)) || c.pending().size() > 2048; },
-                           ms(3000)));
+    ASSERT_TRUE(
+        wait_until([&] { return c.wait_closed(ms(1)) || c.pending().size() > 2048; }, ms(3000)));
     EXPECT_EQ(c.pending().rfind("ICAP/1.0 200 ", 0), 0u);
   }
   for (int i = 0; i < kClients; i++) {
-    if (i % 2) clients[i].reset();
-    else clients[i].close();
+    if (i % 2)
+      clients[i].reset();
+    else
+      clients[i].close();
   }
   EXPECT_TRUE(wait_until([&] { return ctx.done_calls.load() == kClients; }, ms(5000)))
-      << ctx.done_calls.load() << " of " << kClients << "\n" << s.logs_text();
+      << ctx.done_calls.load() << " of " << kClients << "\n"
+      << s.logs_text();
   std::lock_guard<std::mutex> g(ctx.mu);
   for (int st : ctx.done_status) EXPECT_EQ(st, ICAP_ECONNRESET) << icap_err_name(st);
 }
@@ -553,8 +558,8 @@ TEST(Backpressure, PausedPushBodyBoundsMemory) {
   BodyStream stream(kTotal, 64 * 1024, ctx.seed);
   stream.pump(c, ms(20000), ms(500));
   ASSERT_FALSE(stream.error());
-  ASSERT_TRUE(stream.stalled()) << "the paused body was read entirely ("
-                                << stream.wire_sent() / MiB << " MiB)";
+  ASSERT_TRUE(stream.stalled()) << "the paused body was read entirely (" << stream.wire_sent() / MiB
+                                << " MiB)";
   EXPECT_EQ(ctx.paused.load(), 1);
   const uint64_t at_pause = ctx.bytes.load();
   std::this_thread::sleep_for(ms(200));

@@ -62,8 +62,7 @@ void TestServer::on_log(icap_server *, icap_log_level level, const char *msg, vo
   auto *self = static_cast<TestServer *>(user);
   static const char *const names[] = {"error", "warn", "info", "debug"};
   std::lock_guard<std::mutex> g(self->mu_);
-  if (self->logs_.size() < 10000)
-    self->logs_.push_back(std::string(names[level & 3]) + ": " + msg);
+  if (self->logs_.size() < 10000) self->logs_.push_back(std::string(names[level & 3]) + ": " + msg);
   if (getenv("ICAP_TEST_LOG")) fprintf(stderr, "[server] %s: %s\n", names[level & 3], msg);
 }
 
@@ -334,8 +333,7 @@ bool Client::read_line(std::string &line, Clock::time_point deadline, size_t max
   }
 }
 
-Response Client::read_response(ms timeout,
-                               const std::function<void(const char *, size_t)> &sink) {
+Response Client::read_response(ms timeout, const std::function<void(const char *, size_t)> &sink) {
   Response r;
   auto deadline = Clock::now() + timeout;
   auto fail = [&](const std::string &what) {
@@ -372,7 +370,8 @@ Response Client::read_response(ms timeout,
   std::string v = *enc;
   while (p < v.size()) {
     size_t comma = v.find(',', p);
-    std::string item = trim(v.substr(p, comma == std::string::npos ? std::string::npos : comma - p));
+    std::string item =
+        trim(v.substr(p, comma == std::string::npos ? std::string::npos : comma - p));
     p = comma == std::string::npos ? v.size() : comma + 1;
     size_t eq = item.find('=');
     if (eq == std::string::npos) return fail("bad Encapsulated: " + v);
@@ -419,8 +418,10 @@ Response Client::read_response(ms timeout,
     while (left > 0) {
       if (pos_ == buf_.size() && !fill(deadline)) return fail("reading chunk data");
       size_t take = std::min<uint64_t>(left, buf_.size() - pos_);
-      if (sink) sink(buf_.data() + pos_, take);
-      else r.body.append(buf_, pos_, take);
+      if (sink)
+        sink(buf_.data() + pos_, take);
+      else
+        r.body.append(buf_, pos_, take);
       r.body_bytes += take;
       pos_ += take;
       left -= take;
@@ -460,8 +461,8 @@ void Client::shutdown_write() {
 
 std::string build_request(const std::string &method, const std::string &service,
                           const std::string &req_hdr, const std::string &res_hdr,
-                          const std::optional<std::string> &body,
-                          const std::string &extra_headers, size_t chunk) {
+                          const std::optional<std::string> &body, const std::string &extra_headers,
+                          size_t chunk) {
   std::string enc;
   size_t off = 0;
   bool reqmod = method == "REQMOD";
@@ -475,8 +476,10 @@ std::string build_request(const std::string &method, const std::string &service,
     off += res_hdr.size();
   }
   if (!enc.empty()) enc += ", ";
-  if (body) enc += std::string(reqmod ? "req-body=" : "res-body=") + std::to_string(off);
-  else enc += "null-body=" + std::to_string(off);
+  if (body)
+    enc += std::string(reqmod ? "req-body=" : "res-body=") + std::to_string(off);
+  else
+    enc += "null-body=" + std::to_string(off);
 
   std::string s = method + " icap://127.0.0.1/" + service + " ICAP/1.0\r\n";
   s += "Host: 127.0.0.1\r\n";
@@ -519,8 +522,8 @@ std::string reqmod_get(const std::string &service, const std::string &url,
   return build_request("REQMOD", service, http_request_head(url), "", std::nullopt, extra);
 }
 
-std::string respmod(const std::string &service, const std::string &body,
-                    const std::string &extra, size_t chunk) {
+std::string respmod(const std::string &service, const std::string &body, const std::string &extra,
+                    size_t chunk) {
   return build_request("RESPMOD", service, http_request_head("http://origin.example/x"),
                        http_response_head(body.size()), body, extra, chunk);
 }

@@ -84,16 +84,16 @@ class TestServer {
 
 // An ICAP response as read off the wire.
 struct Response {
-  bool ok = false;          // a complete, well-formed response was read
-  std::string error;        // why not, when !ok
+  bool ok = false;    // a complete, well-formed response was read
+  std::string error;  // why not, when !ok
   int code = 0;
-  std::string status_line;  // without CRLF
+  std::string status_line;                                   // without CRLF
   std::vector<std::pair<std::string, std::string>> headers;  // in order
-  std::string encapsulated; // the Encapsulated value
-  std::string http_head;    // the encapsulated header sections, raw
-  bool has_body = false;    // a chunked body followed
-  std::string body;         // decoded body (unless a sink was given)
-  uint64_t body_bytes = 0;  // decoded body length
+  std::string encapsulated;                                  // the Encapsulated value
+  std::string http_head;       // the encapsulated header sections, raw
+  bool has_body = false;       // a chunked body followed
+  std::string body;            // decoded body (unless a sink was given)
+  uint64_t body_bytes = 0;     // decoded body length
   std::string last_chunk_ext;  // extensions of the last chunk ("ieof"...)
 
   // First value of a header (case-insensitive), or nullopt.

@@ -71,7 +71,8 @@ void check_mixed_answer(int i, const Response &r, const std::string &service) {
 
 std::string mixed_request(int i, const std::string &service) {
   switch (i % 3) {
-    case 0: return options_request(service);
+    case 0:
+      return options_request(service);
     case 1:
       return reqmod_get(service, "http://origin.example/" + std::to_string(i), "Allow: 204\r\n");
     default: {
@@ -112,7 +113,8 @@ TEST(KeepAlive, ThousandMixedTransactionsOnOneConnection) {
   std::lock_guard<std::mutex> g(log.mu);
   EXPECT_EQ(log.ports.size(), static_cast<size_t>(handled));
   ASSERT_FALSE(log.ports.empty());
-  EXPECT_EQ(*log.ports.begin(), *log.ports.rbegin()) << "transactions came over several connections";
+  EXPECT_EQ(*log.ports.begin(), *log.ports.rbegin())
+      << "transactions came over several connections";
   EXPECT_EQ(*log.ports.begin(), c.local_port());
 }
 
@@ -156,8 +158,8 @@ TEST(KeepAlive, TwoHundredConcurrentConnections) {
         }
         Response r = c.read_response(ms(20000));
         if (!r.ok || r.conn_close()) {
-          record("conn " + std::to_string(t) + " txn " + std::to_string(k) + ": " + r.error +
-                 " " + r.status_line);
+          record("conn " + std::to_string(t) + " txn " + std::to_string(k) + ": " + r.error + " " +
+                 r.status_line);
           return;
         }
         int want = i % 3 == 1 ? 204 : 200;
@@ -212,15 +214,19 @@ TEST(KeepAlive, PipelinedRequestsAnsweredInOrder) {
   auto build = [](int i) -> std::string {
     std::string tag = "X-Seq: " + std::to_string(i) + "\r\n";
     switch (i % 3) {
-      case 0: return options_request(i % 2 ? "seq" : "echo");
+      case 0:
+        return options_request(i % 2 ? "seq" : "echo");
       case 1: {
         // A POST with a body the handler never reads.
         std::string body(static_cast<size_t>(100 * i + 7), static_cast<char>('A' + i));
-        std::string head = "POST http://origin.example/p HTTP/1.1\r\nHost: origin.example\r\n"
-                           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+        std::string head =
+            "POST http://origin.example/p HTTP/1.1\r\nHost: origin.example\r\n"
+            "Content-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n";
         return build_request("REQMOD", "seq", head, "", body, tag, 50);
       }
-      default: return respmod("echo", body_for(i), tag, 333);
+      default:
+        return respmod("echo", body_for(i), tag, 333);
     }
   };
   for (int round = 0; round < 2; round++) {

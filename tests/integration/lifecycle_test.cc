@@ -260,7 +260,8 @@ int big_answer_handler(icap_request *req, void *user) {
   static_cast<std::atomic<int> *>(user)->fetch_add(1);
   std::string piece(64 * 1024, 'B');
   int rc = icap_request_set_http_status(req, "HTTP/1.1 200 OK");
-  if (rc == 0) rc = icap_request_add_http_header(req, "Content-Length", std::to_string(kBigAnswer).c_str());
+  if (rc == 0)
+    rc = icap_request_add_http_header(req, "Content-Length", std::to_string(kBigAnswer).c_str());
   if (rc == 0) rc = icap_request_send_headers(req, 1);
   for (size_t off = 0; rc == 0 && off < kBigAnswer; off += piece.size())
     rc = icap_request_send_chunk(req, piece.data(), piece.size());
@@ -300,7 +301,8 @@ TEST(Stop, ConnectionWritingAtStopIsClosedAfterIt) {
   EXPECT_LT(closed_ms, 2000);
   c.close();
   EXPECT_TRUE(s.wait_returned(ms(3000)))
-      << "icap_server_run did not return within 3 s (drain timeout 8 s)\n" << s.logs_text();
+      << "icap_server_run did not return within 3 s (drain timeout 8 s)\n"
+      << s.logs_text();
 }
 
 namespace {
@@ -313,8 +315,10 @@ struct LoadCtx {
 
 void load_done(icap_request *, int st, void *u) {
   auto *ctx = static_cast<LoadCtx *>(u);
-  if (st == 0) ctx->done_ok++;
-  else ctx->done_other++;
+  if (st == 0)
+    ctx->done_ok++;
+  else
+    ctx->done_other++;
 }
 
 void load_work(void *) { std::this_thread::sleep_for(std::chrono::microseconds(2000)); }
@@ -374,9 +378,9 @@ TEST(Stop, UnderLoadNoDispatchedTransactionIsLost) {
           bool resp = (i + t) % 2 != 0;
           std::string body = "load " + std::to_string(t) + "/" + std::to_string(i);
           bool stop_seen_before = stopped.load();
-          if (!c.send_all(resp ? respmod("load", body)
-                               : reqmod_get("load", "http://o/", "Allow: 204\r\n"),
-                          ms(3000)))
+          if (!c.send_all(
+                  resp ? respmod("load", body) : reqmod_get("load", "http://o/", "Allow: 204\r\n"),
+                  ms(3000)))
             break;
           Response r = c.read_response(ms(5000));
           if (!r.ok) {
@@ -465,7 +469,8 @@ TEST(Stop, DrainDoesNotCutAnAnswerWithUnreadInput) {
     std::this_thread::sleep_for(ms(100));
     Response r = c.read_response(ms(5000));
     ASSERT_TRUE(r.ok) << "answer cut after " << r.body_bytes << " of " << kBigAnswer
-                      << " body bytes: " << r.error << "\n" << s.logs_text();
+                      << " body bytes: " << r.error << "\n"
+                      << s.logs_text();
     EXPECT_EQ(r.code, 200);
     EXPECT_EQ(r.body_bytes, kBigAnswer);
     EXPECT_TRUE(r.conn_close());
@@ -541,9 +546,9 @@ TEST(Workers, ConnectionsSpreadAndStayOnTheirWorker) {
     for (auto &c : clients) ASSERT_EQ(c.connect(s.port()), 0);
     for (int k = 0; k < kPerConn; k++) {
       for (size_t i = 0; i < clients.size(); i++) {
-        std::string req = k % 2 ? respmod("echo", "body " + std::to_string(i))
-                                : reqmod_get("echo", "http://o/" + std::to_string(i),
-                                             "Allow: 204\r\n");
+        std::string req =
+            k % 2 ? respmod("echo", "body " + std::to_string(i))
+                  : reqmod_get("echo", "http://o/" + std::to_string(i), "Allow: 204\r\n");
         ASSERT_TRUE(clients[i].send_all(req));
       }
       for (size_t i = 0; i < clients.size(); i++) {
@@ -556,8 +561,8 @@ TEST(Workers, ConnectionsSpreadAndStayOnTheirWorker) {
     std::lock_guard<std::mutex> g(log.mu);
     std::set<unsigned> used;
     for (auto &[port, ws] : log.workers_by_port) {
-      EXPECT_EQ(ws.size(), 1u) << "the transactions of client port " << port
-                               << " ran on " << ws.size() << " workers";
+      EXPECT_EQ(ws.size(), 1u) << "the transactions of client port " << port << " ran on "
+                               << ws.size() << " workers";
       used.insert(ws.begin(), ws.end());
     }
     distinct = used.size();
@@ -571,8 +576,7 @@ TEST(Workers, ConnectionsSpreadAndStayOnTheirWorker) {
     EXPECT_EQ(ts.size(), 1u) << "worker " << w << " ran handlers on several threads";
     all_threads.insert(ts.begin(), ts.end());
   }
-  EXPECT_EQ(all_threads.size(), log.threads_by_worker.size())
-      << "two workers share a thread";
+  EXPECT_EQ(all_threads.size(), log.threads_by_worker.size()) << "two workers share a thread";
 }
 
 // ------------------------------------------------------- cross-thread ---
@@ -671,8 +675,10 @@ void offload_work(void *user) {
   auto *rec = static_cast<CrossRec *>(user);
   rec->work_thread = std::this_thread::get_id();
   if (rec->work_thread == rec->loop_thread) rec->ctx->work_on_loop_thread++;
-  if (rec->ctx->expect_gone) wait_until([&] { return rec->done.load(); }, ms(5000));
-  else std::this_thread::sleep_for(ms(20));
+  if (rec->ctx->expect_gone)
+    wait_until([&] { return rec->done.load(); }, ms(5000));
+  else
+    std::this_thread::sleep_for(ms(20));
 }
 
 int offload_handler(icap_request *req, void *user) {
@@ -723,13 +729,16 @@ void run_cross_test(icap_handler_cb handler, bool gone) {
     for (int i = 0; i < kClients; i++) {
       ASSERT_TRUE(clients[i].send_all(req));
       ASSERT_TRUE(wait_until([&] { return ctx.handler_calls.load() == i + 1; }, ms(3000)));
-      if (i % 2) clients[i].reset();
-      else clients[i].close();
+      if (i % 2)
+        clients[i].reset();
+      else
+        clients[i].close();
     }
   }
   const int total = kClients * kPerConn;
   EXPECT_TRUE(wait_until([&] { return ctx.callbacks.load() == total; }, ms(8000)))
-      << ctx.callbacks.load() << " of " << total << " callbacks\n" << s.logs_text();
+      << ctx.callbacks.load() << " of " << total << " callbacks\n"
+      << s.logs_text();
   EXPECT_TRUE(wait_until([&] { return ctx.done_calls.load() == total; }, ms(3000)));
   s.stop_and_join();
   {
@@ -750,14 +759,10 @@ void run_cross_test(icap_handler_cb handler, bool gone) {
 
 }  // namespace
 
-TEST(CrossThread, PostFromOtherThreadRunsOnLoopThread) {
-  run_cross_test(post_handler, false);
-}
+TEST(CrossThread, PostFromOtherThreadRunsOnLoopThread) { run_cross_test(post_handler, false); }
 
 TEST(CrossThread, OffloadDoneRunsOnLoopThread) { run_cross_test(offload_handler, false); }
 
 TEST(CrossThread, PostAfterClientGoneIsCanceled) { run_cross_test(post_handler, true); }
 
-TEST(CrossThread, OffloadAfterClientGoneIsCanceled) {
-  run_cross_test(offload_handler, true);
-}
+TEST(CrossThread, OffloadAfterClientGoneIsCanceled) { run_cross_test(offload_handler, true); }

@@ -202,8 +202,8 @@ TEST(Timeouts, HandlerThatNeverAnswersGets500) {
     EXPECT_GE(took, 250);
     EXPECT_LT(took, 1500);
     EXPECT_TRUE(c.wait_closed(ms(2000)));
-    EXPECT_TRUE(wait_until([&] { return ctx.done_calls.load() == static_cast<int>(i + 1); },
-                           ms(2000)));
+    EXPECT_TRUE(
+        wait_until([&] { return ctx.done_calls.load() == static_cast<int>(i + 1); }, ms(2000)));
   }
   EXPECT_EQ(ctx.handler_calls.load(), 2);
   std::lock_guard<std::mutex> g(ctx.mu);

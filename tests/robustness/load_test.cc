@@ -54,7 +54,8 @@ void idle_child(int in, int out, int n) {
     if (rc != 0) break;
     if (!conns[i].send(opt)) break;
     icapwire::Response r;
-    if (conns[i].read(r, ms(10000)) != Conn::Got::kResponse || r.code != 200 || r.conn_close()) break;
+    if (conns[i].read(r, ms(10000)) != Conn::Got::kResponse || r.code != 200 || r.conn_close())
+      break;
     ok++;
   }
   std::string msg = "ok " + std::to_string(ok) + "\n";
@@ -208,7 +209,8 @@ TEST(Load, SlowReaderAndSlowWriterDoNotDelayFastClients) {
 
   std::atomic<bool> fast_done{false};
   // Slow writer: a 4 KiB body to the read service, 8 bytes every 10 ms.
-  std::atomic<bool> writer_ok{false}, writer_overlapped{false};  // overlapped: still sending when the fast ones were done
+  std::atomic<bool> writer_ok{false},
+      writer_overlapped{false};  // overlapped: still sending when the fast ones were done
   std::thread writer([&] {
     std::string req = respmod("read", std::string(4096, 'w'), "", 512);
     Conn c(port);
@@ -218,8 +220,8 @@ TEST(Load, SlowReaderAndSlowWriterDoNotDelayFastClients) {
     }
     writer_overlapped = fast_done.load();
     icapwire::Response r;
-    writer_ok = c.read(r, ms(10000)) == Conn::Got::kResponse && r.code == 200 &&
-                r.body.size() == 4096;
+    writer_ok =
+        c.read(r, ms(10000)) == Conn::Got::kResponse && r.code == 200 && r.body.size() == 4096;
   });
   // Slow reader: an 8 MiB echo, read 4 KiB every 10 ms until the fast
   // clients are done, then at full speed.
@@ -227,8 +229,8 @@ TEST(Load, SlowReaderAndSlowWriterDoNotDelayFastClients) {
   std::thread reader([&] {
     const size_t kBody = 8u << 20;
     Conn c(port, 4096, 0);
-    std::string head = raw_request("RESPMOD", "echo", "",
-                                   {{"res-hdr", http_res_head(kBody)}}, "res-body", "");
+    std::string head =
+        raw_request("RESPMOD", "echo", "", {{"res-hdr", http_res_head(kBody)}}, "res-body", "");
     std::thread sender([&] {
       std::string chunk = "10000\r\n" + std::string(0x10000, 'r') + "\r\n";
       if (!c.send_only(head, ms(20000))) return;
@@ -275,11 +277,12 @@ TEST(Load, SlowReaderAndSlowWriterDoNotDelayFastClients) {
   EXPECT_TRUE(reader_ok.load()) << "the slow reader's echo";
   EXPECT_TRUE(reader_overlapped.load()) << "the slow reader finished before the fast clients";
   EXPECT_TRUE(writer_overlapped.load()) << "the slow writer finished before the fast clients";
-  double p50b = base.pct(0.5), p99b = base.pct(0.99), p50 = loaded.pct(0.5),
-         p99 = loaded.pct(0.99), mx = loaded.pct(1.0);
-  printf("fast clients, 4000 transactions: alone p50 %.2f ms p99 %.2f ms; beside slow clients "
-         "p50 %.2f ms p99 %.2f ms max %.2f ms, %.0f ms in all\n",
-         p50b, p99b, p50, p99, mx, total);
+  double p50b = base.pct(0.5), p99b = base.pct(0.99), p50 = loaded.pct(0.5), p99 = loaded.pct(0.99),
+         mx = loaded.pct(1.0);
+  printf(
+      "fast clients, 4000 transactions: alone p50 %.2f ms p99 %.2f ms; beside slow clients "
+      "p50 %.2f ms p99 %.2f ms max %.2f ms, %.0f ms in all\n",
+      p50b, p99b, p50, p99, mx, total);
   // Generous bounds (sanitizer builds are slow): what matters is that a
   // stalled client never holds the loop.
   EXPECT_LT(p99, std::max(10 * p99b, 50.0));
@@ -300,12 +303,12 @@ TEST(LoadMultiWorker, ThousandsOfClientsKilledMidTransaction) {
   const std::string body(200000, 'k');
   const std::vector<std::string> reqs = {
       options("echo"),
-      respmod("echo", body, "", 16384),                   // echo: a response is streaming
-      respmod("read", body, "", 16384),                   // read: handler is reading
-      respmod_preview("read", body, 1024, 16384),          // preview, then 100 Continue
-      respmod_preview("echo", body, 1024, 512, false),     // preview only: 204 at once
-      reqmod_get("never"),                                // handler pending
-      respmod("echo", body, "Allow: 204\r\n", 16384),     // 204 early, rest discarded
+      respmod("echo", body, "", 16384),                 // echo: a response is streaming
+      respmod("read", body, "", 16384),                 // read: handler is reading
+      respmod_preview("read", body, 1024, 16384),       // preview, then 100 Continue
+      respmod_preview("echo", body, 1024, 512, false),  // preview only: 204 at once
+      reqmod_get("never"),                              // handler pending
+      respmod("echo", body, "Allow: 204\r\n", 16384),   // 204 early, rest discarded
   };
   const int kThreads = 4, kPer = 800;
   std::atomic<int> iterations{0}, connect_errors{0};
@@ -329,8 +332,10 @@ TEST(LoadMultiWorker, ThousandsOfClientsKilledMidTransaction) {
           icapwire::Response resp;
           c.read(resp, ms((x >> 25) & 1 ? 1 : 0));
         }
-        if ((x >> 12) & 1) c.reset();
-        else c.close();
+        if ((x >> 12) & 1)
+          c.reset();
+        else
+          c.close();
         iterations++;
       }
     });
@@ -348,12 +353,15 @@ TEST(LoadMultiWorker, ThousandsOfClientsKilledMidTransaction) {
   ms took = s.stop();
   ASSERT_GE(took.count(), 0);
   EXPECT_LT(took.count(), 1000) << "connections of killed clients are still open";
-  printf("%d clients killed; %llu transactions dispatched, done: %llu ok, %llu reset, %llu timeout, "
-         "%llu proto, %llu other\n",
-         iterations.load(), (unsigned long long)s.stats().dispatched.load(),
-         (unsigned long long)s.stats().done_ok.load(), (unsigned long long)s.stats().done_reset.load(),
-         (unsigned long long)s.stats().done_timeout.load(), (unsigned long long)s.stats().done_proto.load(),
-         (unsigned long long)(s.stats().done_other + s.stats().done_canceled + s.stats().done_handler));
+  printf(
+      "%d clients killed; %llu transactions dispatched, done: %llu ok, %llu reset, %llu timeout, "
+      "%llu proto, %llu other\n",
+      iterations.load(), (unsigned long long)s.stats().dispatched.load(),
+      (unsigned long long)s.stats().done_ok.load(), (unsigned long long)s.stats().done_reset.load(),
+      (unsigned long long)s.stats().done_timeout.load(),
+      (unsigned long long)s.stats().done_proto.load(),
+      (unsigned long long)(s.stats().done_other + s.stats().done_canceled +
+                           s.stats().done_handler));
 }
 
 // -------------------------------------------------------- stop under load ---
@@ -406,8 +414,8 @@ TEST(LoadMultiWorker, StopUnderLoadFinishesOrFailsCleanly) {
             clean++;  // closed before any byte of an answer: a clean error
           } else {
             truncated++;
-            problem("truncated response (" + std::to_string(c.received() - before) + " bytes): " +
-                    c.pending().substr(0, 200));
+            problem("truncated response (" + std::to_string(c.received() - before) +
+                    " bytes): " + c.pending().substr(0, 200));
           }
           (void)sent;
           c.close();
@@ -432,8 +440,10 @@ TEST(LoadMultiWorker, StopUnderLoadFinishesOrFailsCleanly) {
   stopping = true;
   ms took = s.stop(ms(20000));
   for (auto &t : ts) t.join();
-  printf("stop under load: %d complete before the stop, %d after it, %d clean errors, stop took %lld ms\n",
-         before_stop, complete_after_stop.load(), clean.load(), (long long)took.count());
+  printf(
+      "stop under load: %d complete before the stop, %d after it, %d clean errors, stop took %lld "
+      "ms\n",
+      before_stop, complete_after_stop.load(), clean.load(), (long long)took.count());
   ASSERT_GE(took.count(), 0) << "the server did not stop";
   EXPECT_LT(took.count(), 6000) << "drain took longer than the drain timeout";
   EXPECT_GT(before_stop, 100);
@@ -457,7 +467,8 @@ TEST(Fault, HandlerThatNeverAnswersGets500) {
   const Case cases[] = {
       {"REQMOD without body", reqmod_get("never", "Allow: 204\r\n")},
       {"RESPMOD with a body", respmod("never", "some body")},
-      {"preview read, no decision", respmod_preview("preview-never", std::string(4000, 'p'), 1024, 512, false)},
+      {"preview read, no decision",
+       respmod_preview("preview-never", std::string(4000, 'p'), 1024, 512, false)},
   };
   int n = 0;
   for (const Case &c : cases) {
@@ -539,8 +550,8 @@ TEST(Fault, SmallBufferStillReadsAWholeHead) {
   // in the encapsulated request (within HTTP_HEADER_BYTES, 64 KiB).
   std::string req = raw_request(
       "REQMOD", "echo", "X-Big: " + std::string(8192, 'i') + "\r\nAllow: 204\r\n",
-      {{"req-hdr", "GET http://a/ HTTP/1.1\r\nHost: a\r\nCookie: " + std::string(8192, 'c') +
-                       "\r\n\r\n"}},
+      {{"req-hdr",
+        "GET http://a/ HTTP/1.1\r\nHost: a\r\nCookie: " + std::string(8192, 'c') + "\r\n\r\n"}},
       "null-body", "");
   // In two pieces, as TCP may deliver it: the first is more than a buffer.
   ASSERT_TRUE(c.send(req.substr(0, 6000)));
@@ -594,7 +605,7 @@ uint64_t rss_bytes() {
 TEST(Fault, PipelinedFloodWithoutReadingIsBounded) {
   if (!run_known_bugs())
     GTEST_SKIP() << "BUG: output-unbounded - pipelined requests from a client that does not read "
-                  "are answered into an unbounded output queue (see tests/robustness/README.md)";
+                    "are answered into an unbounded output queue (see tests/robustness/README.md)";
   ServerOptions o;
   o.limits = {{ICAP_LIMIT_BUFFER_BYTES, 65536}};
   Server s(o);

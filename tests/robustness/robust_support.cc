@@ -24,13 +24,27 @@ void count_done(icap_request *req, int status, void *user) {
   auto *st = static_cast<Stats *>(user);
   st->done++;
   switch (status) {
-    case 0: st->done_ok++; break;
-    case ICAP_ECONNRESET: st->done_reset++; break;
-    case ICAP_ETIMEDOUT: st->done_timeout++; break;
-    case ICAP_ECANCELED: st->done_canceled++; break;
-    case ICAP_EPROTO: st->done_proto++; break;
-    case ICAP_EHANDLER: st->done_handler++; break;
-    default: st->done_other++; break;
+    case 0:
+      st->done_ok++;
+      break;
+    case ICAP_ECONNRESET:
+      st->done_reset++;
+      break;
+    case ICAP_ETIMEDOUT:
+      st->done_timeout++;
+      break;
+    case ICAP_ECANCELED:
+      st->done_canceled++;
+      break;
+    case ICAP_EPROTO:
+      st->done_proto++;
+      break;
+    case ICAP_EHANDLER:
+      st->done_handler++;
+      break;
+    default:
+      st->done_other++;
+      break;
   }
   delete static_cast<std::string *>(icap_request_get_data(req));
   icap_request_set_data(req, nullptr);
@@ -61,7 +75,8 @@ int abort_handler(icap_request *req, void *user) {
 int abort_later_handler(icap_request *req, void *user) {
   track(req, static_cast<Stats *>(user));
   return icap_request_offload(
-      req, [](void *) {}, [](icap_request *r, int status, void *) {
+      req, [](void *) {},
+      [](icap_request *r, int status, void *) {
         if (status == 0) icap_request_abort(r, ICAP_EIO);
       },
       nullptr);
@@ -110,7 +125,8 @@ int read_handler(icap_request *req, void *user) {
 }
 
 void on_preview_then_nothing(icap_request *req, int status, const char *, size_t, void *) {
-  if (status >= 0 && !(status & ICAP_BODY_END)) icap_request_read_chunk(req, on_preview_then_nothing, nullptr);
+  if (status >= 0 && !(status & ICAP_BODY_END))
+    icap_request_read_chunk(req, on_preview_then_nothing, nullptr);
 }
 
 int preview_never_handler(icap_request *req, void *user) {
@@ -413,7 +429,8 @@ std::string raw_request(const std::string &method, const std::string &service,
 }
 
 std::string options(const std::string &service, const std::string &extra) {
-  return "OPTIONS icap://127.0.0.1/" + service + " ICAP/1.0\r\nHost: 127.0.0.1\r\n" + extra + "\r\n";
+  return "OPTIONS icap://127.0.0.1/" + service + " ICAP/1.0\r\nHost: 127.0.0.1\r\n" + extra +
+         "\r\n";
 }
 
 std::string reqmod_get(const std::string &service, const std::string &extra) {
@@ -429,10 +446,9 @@ std::string respmod(const std::string &service, const std::string &body, const s
 
 std::string respmod_preview(const std::string &service, const std::string &body, size_t preview,
                             size_t chunk, bool rest, const std::string &extra) {
-  std::string head = raw_request("RESPMOD", service,
-                                 extra + "Preview: " + std::to_string(preview) + "\r\n",
-                                 {{"req-hdr", http_req_head()}, {"res-hdr", http_res_head(body.size())}},
-                                 "res-body", "");
+  std::string head = raw_request(
+      "RESPMOD", service, extra + "Preview: " + std::to_string(preview) + "\r\n",
+      {{"req-hdr", http_req_head()}, {"res-hdr", http_res_head(body.size())}}, "res-body", "");
   if (body.size() <= preview) return head + chunked(body, chunk, "0; ieof");
   std::string o = head + chunked(body.substr(0, preview), chunk);
   if (rest) o += chunked(body.substr(preview), chunk);

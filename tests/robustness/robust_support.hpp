@@ -28,8 +28,8 @@ using ms = std::chrono::milliseconds;
 struct Stats {
   std::atomic<uint64_t> dispatched{0};  // handler calls (REQMOD/RESPMOD)
   std::atomic<uint64_t> done{0};        // done callbacks
-  std::atomic<uint64_t> done_ok{0}, done_reset{0}, done_timeout{0}, done_canceled{0},
-      done_proto{0}, done_handler{0}, done_other{0};
+  std::atomic<uint64_t> done_ok{0}, done_reset{0}, done_timeout{0}, done_canceled{0}, done_proto{0},
+      done_handler{0}, done_other{0};
 };
 
 // The services every test server has:

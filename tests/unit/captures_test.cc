@@ -49,9 +49,9 @@ const std::string kDir = std::string(ICAP_TEST_DATA_DIR) + "/captures/";
 
 struct Txn {
   std::string method, uri;
-  size_t a = 0, b = 0;           // request_range
-  size_t pe = 0;                 // request_preview_end (b when absent)
-  size_t ra = 0, rb = 0;         // response_range
+  size_t a = 0, b = 0;    // request_range
+  size_t pe = 0;          // request_preview_end (b when absent)
+  size_t ra = 0, rb = 0;  // response_range
   int64_t preview = -1;
   bool continue_100 = false;
   int cicap_status = 0;
@@ -127,7 +127,8 @@ const std::vector<Capture> &captures() {
         for (const Json &h : rq["icap_headers"].arr) x.icap.emplace_back(h[0].str, h[1].str);
         x.enc_present = !rq["encapsulated"].is_null();
         x.enc = rq["encapsulated"].str;
-        for (const Json &b : rq["http_header_blocks"].arr) x.blocks.emplace_back(b[0].str, b[1].str);
+        for (const Json &b : rq["http_header_blocks"].arr)
+          x.blocks.emplace_back(b[0].str, b[1].str);
         x.ieof = rq["body"]["ieof"].b;
         for (auto &h : x.icap)
           if (Resp::iequal(h.first, "Allow"))
@@ -217,14 +218,16 @@ std::string view_string(icap_request *r) {
   for (icap_section s : {ICAP_SECTION_REQ_HDR, ICAP_SECTION_RES_HDR}) {
     size_t len = 0;
     const char *raw = icap_request_raw_section(r, s, &len);
-    if (raw) v += std::string(s == ICAP_SECTION_REQ_HDR ? "raw_req=" : "raw_res=") + std::string(raw, len);
+    if (raw)
+      v += std::string(s == ICAP_SECTION_REQ_HDR ? "raw_req=" : "raw_res=") + std::string(raw, len);
   }
   for (icap_headers w : {ICAP_HEADERS_HTTP_REQ, ICAP_HEADERS_HTTP_RES}) {
     size_t k = icap_request_header_count(r, w);
     for (size_t i = 0; i < k; i++) {
       const char *name = nullptr, *value = nullptr;
       icap_request_header_at(r, w, i, &name, &value);
-      v += std::string(w == ICAP_HEADERS_HTTP_REQ ? "hreq: " : "hres: ") + name + ": " + value + "\n";
+      v += std::string(w == ICAP_HEADERS_HTTP_REQ ? "hreq: " : "hres: ") + name + ": " + value +
+           "\n";
     }
   }
   v += "preview=" + std::to_string(icap_request_preview(r)) + "\n";
@@ -245,14 +248,17 @@ std::string expected_view(const Txn &t) {
   for (auto &h : t.icap) v += "icap: " + h.first + ": " + h.second + "\n";
   size_t na = 0;
   for (auto &h : t.icap)
-    if (Resp::iequal(h.first, "Allow")) v += "allow[" + std::to_string(na++) + "]=" + h.second + "\n";
+    if (Resp::iequal(h.first, "Allow"))
+      v += "allow[" + std::to_string(na++) + "]=" + h.second + "\n";
   // Sections in icap_section order; an OPTIONS without Encapsulated counts
   // as null-body=0.
-  static const char *kNames[] = {"req-hdr", "res-hdr", "req-body", "res-body", "null-body",
-                                 "opt-body"};
+  static const char *kNames[] = {"req-hdr",  "res-hdr",   "req-body",
+                                 "res-body", "null-body", "opt-body"};
   std::vector<std::pair<std::string, size_t>> secs;
-  if (t.enc_present) parse_enc_list(t.enc, secs);
-  else secs = {{"null-body", 0}};
+  if (t.enc_present)
+    parse_enc_list(t.enc, secs);
+  else
+    secs = {{"null-body", 0}};
   v += "enc=";
   for (const char *n : kNames) {
     int64_t off = -1;
@@ -343,7 +349,8 @@ void cap_done(icap_request *, int status, void *u) {
 CapReq *cap_begin(icap_request *r, void *u) {
   auto *c = static_cast<CapCtx *>(u);
   auto *st = new CapReq{c, {}, {}};
-  if (c->plans && static_cast<size_t>(c->calls) < c->plans->size()) st->plan = (*c->plans)[c->calls];
+  if (c->plans && static_cast<size_t>(c->calls) < c->plans->size())
+    st->plan = (*c->plans)[c->calls];
   c->calls++;
   c->views.push_back(view_string(r));
   c->ev(std::string("H(") + icap_request_method_name(r) + ")");
@@ -389,7 +396,8 @@ void read_all_cb(icap_request *r, int status, const char *d, size_t n, void *u) 
   int rc = icap_request_copy_http_head(r, nullptr);
   rc |= icap_request_send_headers(r, 1);
   for (size_t i = 0; i < st->body.size(); i += 4000)
-    rc |= icap_request_send_chunk(r, st->body.data() + i, std::min<size_t>(4000, st->body.size() - i));
+    rc |= icap_request_send_chunk(r, st->body.data() + i,
+                                  std::min<size_t>(4000, st->body.size() - i));
   rc |= icap_request_end(r);
   if (rc) c->ev("answer failed");
 }
@@ -499,8 +507,10 @@ Stream make_stream(const Capture &c, Variant v, std::string &err) {
       echo_200(body);
       if (t.has_body) st.bodies.push_back(body);
     }
-    if (!t.options()) st.plans.push_back(plan);
-    else st.plans.push_back(Plan{});
+    if (!t.options())
+      st.plans.push_back(plan);
+    else
+      st.plans.push_back(Plan{});
     if (v != Variant::kEchoNo204) st.views.push_back(expected_view(t));
     st.exp.push_back(e);
     st.bytes += bytes;
@@ -564,8 +574,8 @@ struct CapRun {
         }
         if (g < st.gates.size() && prev == st.gates[g] && prev < end) {
           if (continues() < g + 1) {
-            stuck = "no 100 Continue after the preview ending at stream byte " +
-                    std::to_string(prev);
+            stuck =
+                "no 100 Continue after the preview ending at stream byte " + std::to_string(prev);
             return;
           }
           g++;
@@ -590,9 +600,9 @@ std::string run_summary(CapRun &run) {
   bool ok = parse_responses(run.out, resps, rest, err);
   std::string s = ok ? "" : "PARSE ERROR " + err + "\n";
   for (const Resp &r : resps) s += r.canonical();
-  s += "rest=" + std::to_string(rest) + " stuck=" + run.stuck + " closing=" +
-       std::to_string(run.closing) + " dead=" + std::to_string(run.dead) + " wait=" +
-       wait_name(run.wait) + "\ntrace: " + run.ctx.trace + "\n";
+  s += "rest=" + std::to_string(rest) + " stuck=" + run.stuck +
+       " closing=" + std::to_string(run.closing) + " dead=" + std::to_string(run.dead) +
+       " wait=" + wait_name(run.wait) + "\ntrace: " + run.ctx.trace + "\n";
   for (auto &v : run.ctx.views) s += v;
   for (auto &b : run.ctx.bodies) s += "[read " + std::to_string(b.size()) + "]" + b;
   return s;
@@ -609,7 +619,9 @@ const char *variant_name(Variant v) {
   return v == Variant::kEcho ? "echo" : v == Variant::kEchoNo204 ? "echo_no204" : "read_all";
 }
 
-void PrintTo(const Param &p, std::ostream *os) { *os << p.capture << "/" << variant_name(p.variant); }
+void PrintTo(const Param &p, std::ostream *os) {
+  *os << p.capture << "/" << variant_name(p.variant);
+}
 
 std::vector<Param> params() {
   std::vector<Param> v;
@@ -661,8 +673,8 @@ TEST_P(CaptureReplay, WholeSplitAndBytewise) {
       continue;
     }
     if (r.status == 204) {
-      bool allowed = (e.t->allow204 && var != Variant::kEchoNo204) ||
-                     (e.t->preview >= 0 && !e.t->options());
+      bool allowed =
+          (e.t->allow204 && var != Variant::kEchoNo204) || (e.t->preview >= 0 && !e.t->options());
       EXPECT_TRUE(allowed) << "204 although the client neither allowed it nor sent a preview";
     }
     EXPECT_EQ(r.value("Connection"), "keep-alive");

@@ -103,8 +103,8 @@ std::vector<Case> cases() {
       {"two_chunks", "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", "abcde", true},
       {"empty_body", "0\r\n\r\n", "", true},
       {"uppercase_hex", "A\r\n0123456789\r\n0\r\n\r\n", "0123456789", true},
-      {"mixed_case_hex", "1a\r\n" + std::string(26, 'x') + "\r\n1A\r\n" + std::string(26, 'y') +
-                             "\r\n0\r\n\r\n",
+      {"mixed_case_hex",
+       "1a\r\n" + std::string(26, 'x') + "\r\n1A\r\n" + std::string(26, 'y') + "\r\n0\r\n\r\n",
        std::string(26, 'x') + std::string(26, 'y'), true},
       {"leading_zeros", "0005\r\nhello\r\n000\r\n\r\n", "hello", true},
       {"binary_data_with_framing_inside", "11\r\n" + bin + "\r\n0\r\n\r\n", bin, true},

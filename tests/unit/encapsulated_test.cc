@@ -43,7 +43,8 @@ constexpr icap_method REQ = ICAP_METHOD_REQMOD, RESP = ICAP_METHOD_RESPMOD,
 std::vector<Case> cases() {
   return {
       // valid: REQMOD
-      {"reqmod_hdr_body", REQ, "req-hdr=0, req-body=412", true, "req-hdr=0,req-body=412", true, 412},
+      {"reqmod_hdr_body", REQ, "req-hdr=0, req-body=412", true, "req-hdr=0,req-body=412", true,
+       412},
       {"reqmod_hdr_null", REQ, "req-hdr=0, null-body=170", true, "req-hdr=0,null-body=170", false,
        170},
       {"reqmod_no_spaces", REQ, "req-hdr=0,null-body=7", true, "req-hdr=0,null-body=7", false, 7},

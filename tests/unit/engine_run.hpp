@@ -147,11 +147,14 @@ inline std::string first_difference(const std::string &a, const std::string &b) 
     std::string e = s.substr(from, 360);
     std::string o;
     for (char c : e) {
-      if (c == '\r') o += "\\r";
-      else if (c == '\n') o += "\\n\n";
+      if (c == '\r')
+        o += "\\r";
+      else if (c == '\n')
+        o += "\\n\n";
       else if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f)
         o += '.';
-      else o += c;
+      else
+        o += c;
     }
     return o;
   };

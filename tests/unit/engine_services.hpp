@@ -20,9 +20,9 @@ struct Ctx {
   int handler_calls = 0;
   int done_calls = 0;
   int body_calls = 0;
-  std::vector<std::string> views;       // what each handler saw
-  std::vector<icap_request *> paused;   // push requests to resume (referenced)
-  std::vector<icap_request *> deferred; // requests answered at the end (referenced)
+  std::vector<std::string> views;              // what each handler saw
+  std::vector<icap_request *> paused;          // push requests to resume (referenced)
+  std::vector<icap_request *> deferred;        // requests answered at the end (referenced)
   std::vector<icap_request *> deferred_abort;  // requests aborted at the end (referenced)
 
   void ev(const std::string &s) {
@@ -54,8 +54,8 @@ inline std::string view_of(icap_request *r) {
   v += " allow=" + std::to_string(icap_request_allows(r, 204)) +
        std::to_string(icap_request_allows(r, 206));
   if (*icap_request_http_method(r))
-    v += std::string(" req=") + icap_request_http_method(r) + " " + icap_request_http_uri(r) +
-         " " + icap_request_http_req_version(r);
+    v += std::string(" req=") + icap_request_http_method(r) + " " + icap_request_http_uri(r) + " " +
+         icap_request_http_req_version(r);
   if (icap_request_http_status(r) >= 0)
     v += std::string(" res=") + icap_request_http_res_version(r) + " " +
          std::to_string(icap_request_http_status(r)) + " " + icap_request_http_reason(r);
@@ -165,7 +165,8 @@ inline int h_cont(icap_request *r, void *u) {
     return 0;
   }
   // Before the preview is over, 100 Continue is not possible.
-  if (icap_request_preview(r) >= 0) st->ctx->ev("early=" + std::to_string(icap_request_continue(r)));
+  if (icap_request_preview(r) >= 0)
+    st->ctx->ev("early=" + std::to_string(icap_request_continue(r)));
   st->ctx->rc("read", icap_request_read_chunk(r, cont_cb, st));
   return 0;
 }
@@ -247,8 +248,10 @@ inline void push_cb(icap_request *r, int status, const char *d, size_t n, void *
   }
   st->body.append(d, n);
   if (n) {
-    if (st->headers_sent) c->rc("chunk", icap_request_send_chunk(r, d, n));
-    else st->pending.append(d, n);
+    if (st->headers_sent)
+      c->rc("chunk", icap_request_send_chunk(r, d, n));
+    else
+      st->pending.append(d, n);
   }
   if (!(status & ICAP_BODY_END)) {
     c->rc("pause", icap_request_pause(r));

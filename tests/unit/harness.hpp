@@ -73,12 +73,18 @@ inline size_t take_output(Session &s, std::string &out) {
 
 inline const char *wait_name(Session::Wait w) {
   switch (w) {
-    case Session::Wait::kNone: return "none";
-    case Session::Wait::kIdle: return "idle";
-    case Session::Wait::kHead: return "head";
-    case Session::Wait::kBody: return "body";
-    case Session::Wait::kHandler: return "handler";
-    case Session::Wait::kOutput: return "output";
+    case Session::Wait::kNone:
+      return "none";
+    case Session::Wait::kIdle:
+      return "idle";
+    case Session::Wait::kHead:
+      return "head";
+    case Session::Wait::kBody:
+      return "body";
+    case Session::Wait::kHandler:
+      return "handler";
+    case Session::Wait::kOutput:
+      return "output";
   }
   return "?";
 }
@@ -91,15 +97,20 @@ inline std::string make_body(size_t n, unsigned seed = 1) {
   std::string s;
   s.reserve(n);
   uint32_t x = 2463534242u ^ (seed * 2654435761u);
-  static const char kSpecial[] = "\r\n\0" "0\r\n\r\n;ieof\"";
+  static const char kSpecial[] =
+      "\r\n\0"
+      "0\r\n\r\n;ieof\"";
   for (size_t i = 0; i < n; i++) {
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
     unsigned k = x % 8;
-    if (k < 4) s.push_back(static_cast<char>('a' + (x >> 8) % 26));
-    else if (k < 6) s.push_back(kSpecial[(x >> 8) % (sizeof kSpecial - 1)]);
-    else s.push_back(static_cast<char>((x >> 8) & 0xff));
+    if (k < 4)
+      s.push_back(static_cast<char>('a' + (x >> 8) % 26));
+    else if (k < 6)
+      s.push_back(kSpecial[(x >> 8) % (sizeof kSpecial - 1)]);
+    else
+      s.push_back(static_cast<char>((x >> 8) & 0xff));
   }
   return s;
 }
@@ -134,8 +145,7 @@ inline std::string chunks(std::string_view body, size_t piece = 0) {
 }
 
 // A whole chunked body ending with `last` (the last-chunk line) and CRLF.
-inline std::string chunked(std::string_view body, size_t piece = 0,
-                           std::string_view last = "0") {
+inline std::string chunked(std::string_view body, size_t piece = 0, std::string_view last = "0") {
   return chunks(body, piece) + std::string(last) + "\r\n\r\n";
 }
 
@@ -143,8 +153,7 @@ inline std::string chunked(std::string_view body, size_t piece = 0,
 // the server's answer to the preview. With it, also the remainder that a
 // client sends after 100 Continue. If the preview holds the whole body it
 // ends with ieof and there is no remainder.
-inline std::string preview_body(std::string_view body, size_t n, bool rest,
-                                size_t piece = 0) {
+inline std::string preview_body(std::string_view body, size_t n, bool rest, size_t piece = 0) {
   if (n >= body.size()) return chunked(body, piece, "0; ieof");
   std::string s = chunked(body.substr(0, n), piece, "0");
   if (rest) s += chunked(body.substr(n), piece);
@@ -159,10 +168,10 @@ struct Msg {
   std::string method = "REQMOD";
   std::string svc = "echo";
   std::string version = "ICAP/1.0";
-  std::string hdrs;       // extra ICAP header lines, each ending in CRLF
-  std::string req, res;   // encapsulated HTTP heads
-  std::string entity;     // "null-body", "req-body", "res-body", "opt-body", ""
-  std::string body;       // bytes after the heads (already chunked)
+  std::string hdrs;      // extra ICAP header lines, each ending in CRLF
+  std::string req, res;  // encapsulated HTTP heads
+  std::string entity;    // "null-body", "req-body", "res-body", "opt-body", ""
+  std::string body;      // bytes after the heads (already chunked)
   std::string enc_override;
   bool no_enc = false;
 
@@ -438,8 +447,10 @@ inline int parse_response(std::string_view in, size_t &pos, Resp &r, std::string
       err = "encapsulated header block does not end where the next section starts";
       return -1;
     }
-    if (secs[i].first == "req-hdr") r.req_hdr = block;
-    else if (secs[i].first == "res-hdr") r.res_hdr = block;
+    if (secs[i].first == "req-hdr")
+      r.req_hdr = block;
+    else if (secs[i].first == "res-hdr")
+      r.res_hdr = block;
     else {
       err = "unexpected section " + secs[i].first;
       return -1;
@@ -484,9 +495,8 @@ inline bool parse_responses(std::string_view in, std::vector<Resp> &out, size_t 
 // Positions at which to cut an input of n bytes into two pieces: every one
 // for small inputs; for large ones every position near both ends and a
 // spread in between, so that the run time stays bounded.
-inline std::vector<size_t> split_positions(size_t n, size_t all_up_to = 20000,
-                                           size_t head = 3000, size_t tail = 1500,
-                                           size_t spread = 400) {
+inline std::vector<size_t> split_positions(size_t n, size_t all_up_to = 20000, size_t head = 3000,
+                                           size_t tail = 1500, size_t spread = 400) {
   std::vector<size_t> v;
   if (n < 2) return v;
   if (n <= all_up_to) {

@@ -57,8 +57,8 @@ std::vector<Case> cases() {
        "Date=Thu Nov 26 01:46:41 2026|Last-Modified=Thu Nov 26 01:46:41 2026|Content-Length=3000|"
        "Content-Length=3000|User-Agent=C-ICAP-Client/x.xx"},
       {"duplicate_identical_content_length_response", false,
-       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n", true,
-       "HTTP/1.1 200 OK", "Content-Length=5|content-length=5"},
+       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n", true, "HTTP/1.1 200 OK",
+       "Content-Length=5|content-length=5"},
       {"conflicting_content_length", true,
        "POST http://h/ HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", false},
       {"conflicting_content_length_response", false,
@@ -70,8 +70,8 @@ std::vector<Case> cases() {
        "GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", true,
        "GET /chat HTTP/1.1", "Host=h|Connection=Upgrade|Upgrade=websocket"},
       {"switching_protocols_response", false,
-       "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", true,
-       "HTTP/1.1 101 Switching Protocols", "Connection=Upgrade|Upgrade=websocket"},
+       "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+       true, "HTTP/1.1 101 Switching Protocols", "Connection=Upgrade|Upgrade=websocket"},
       {"response_200", false,
        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n", true,
        "HTTP/1.1 200 OK", "Content-Type=text/plain|Content-Length=1024"},
@@ -147,7 +147,8 @@ TEST(HttpHead, ObsFoldRejectedOrUnfolded) {
   for (const char *fold : {"\r\n ", "\r\n\t"}) {
     HttpHead h;
     std::string why;
-    std::string block = std::string("GET / HTTP/1.1\r\nX-A: first") + fold + "second\r\nHost: h\r\n\r\n";
+    std::string block =
+        std::string("GET / HTTP/1.1\r\nX-A: first") + fold + "second\r\nHost: h\r\n\r\n";
     if (!parse_http_head(block, true, 200, h, why)) continue;  // rejected: fine
     ASSERT_NE(h.headers.get("X-A"), nullptr);
     const std::string &v = *h.headers.get("X-A");
@@ -184,7 +185,8 @@ TEST(HttpHead, ReparseClearsEarlierResult) {
 // Many header fields, long values: all kept, in order.
 TEST(HttpHead, LargeBlock) {
   std::string b = "GET /big HTTP/1.1\r\n";
-  for (int i = 0; i < 150; i++) b += "X-F" + std::to_string(i) + ": " + std::string(100, 'a' + i % 26) + "\r\n";
+  for (int i = 0; i < 150; i++)
+    b += "X-F" + std::to_string(i) + ": " + std::string(100, 'a' + i % 26) + "\r\n";
   b += "\r\n";
   HttpHead h;
   std::string why;

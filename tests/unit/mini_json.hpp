@@ -118,14 +118,30 @@ class JsonReader {
       if (p_ >= s_.size()) return fail("bad escape");
       char e = s_[p_++];
       switch (e) {
-        case '"': o += '"'; break;
-        case '\\': o += '\\'; break;
-        case '/': o += '/'; break;
-        case 'b': o += '\b'; break;
-        case 'f': o += '\f'; break;
-        case 'n': o += '\n'; break;
-        case 'r': o += '\r'; break;
-        case 't': o += '\t'; break;
+        case '"':
+          o += '"';
+          break;
+        case '\\':
+          o += '\\';
+          break;
+        case '/':
+          o += '/';
+          break;
+        case 'b':
+          o += '\b';
+          break;
+        case 'f':
+          o += '\f';
+          break;
+        case 'n':
+          o += '\n';
+          break;
+        case 'r':
+          o += '\r';
+          break;
+        case 't':
+          o += '\t';
+          break;
         case 'u': {
           uint32_t cp;
           if (!hex4(cp)) return false;
@@ -138,7 +154,8 @@ class JsonReader {
           utf8(o, cp);
           break;
         }
-        default: return fail("bad escape");
+        default:
+          return fail("bad escape");
       }
     }
   }
@@ -217,8 +234,8 @@ class JsonReader {
     if (c == 'n') return lit("null");
     if (c == '-' || (c >= '0' && c <= '9')) {
       size_t start = p_;
-      while (p_ < s_.size() && (std::string_view("+-.eE0123456789").find(s_[p_]) !=
-                                std::string_view::npos))
+      while (p_ < s_.size() &&
+             (std::string_view("+-.eE0123456789").find(s_[p_]) != std::string_view::npos))
         p_++;
       std::string num(s_.substr(start, p_ - start));
       char *end = nullptr;

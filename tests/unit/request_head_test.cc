@@ -83,8 +83,10 @@ std::vector<Case> cases() {
       {"space_before_colon", "REQMOD icap://h/e ICAP/1.0\r\nHost : h\r\n\r\n", 400},
       {"obs_fold", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\r\n b\r\n\r\n", 400},
       {"obs_fold_tab", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\r\n\tb\r\n\r\n", 400},
-      {"nul_in_value", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a" + std::string(1, '\0') + "b\r\n\r\n", 400},
-      {"nul_in_name", "REQMOD icap://h/e ICAP/1.0\r\nX" + std::string(1, '\0') + "A: b\r\n\r\n", 400},
+      {"nul_in_value", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a" + std::string(1, '\0') + "b\r\n\r\n",
+       400},
+      {"nul_in_name", "REQMOD icap://h/e ICAP/1.0\r\nX" + std::string(1, '\0') + "A: b\r\n\r\n",
+       400},
       {"bare_cr_in_value", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\rb\r\n\r\n", 400},
       {"del_in_value", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\x7f\r\n\r\n", 400},
       {"bare_lf_in_head", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\nX-B: b\r\n\r\n", 400},
@@ -122,11 +124,12 @@ INSTANTIATE_TEST_SUITE_P(Table, RequestHeadTable, ::testing::ValuesIn(cases()),
 
 TEST(RequestHead, MethodsMapToEnum) {
   Limits lim;
-  for (auto [name, m] : {std::pair{"OPTIONS", ICAP_METHOD_OPTIONS},
-                         std::pair{"REQMOD", ICAP_METHOD_REQMOD},
-                         std::pair{"RESPMOD", ICAP_METHOD_RESPMOD}}) {
+  for (auto [name, m] :
+       {std::pair{"OPTIONS", ICAP_METHOD_OPTIONS}, std::pair{"REQMOD", ICAP_METHOD_REQMOD},
+        std::pair{"RESPMOD", ICAP_METHOD_RESPMOD}}) {
     RequestHead h;
-    ASSERT_EQ(parse_request_head(line(std::string(name) + " icap://h/s ICAP/1.0"), lim, h).status, 0);
+    ASSERT_EQ(parse_request_head(line(std::string(name) + " icap://h/s ICAP/1.0"), lim, h).status,
+              0);
     EXPECT_EQ(h.method, m) << name;
   }
 }
@@ -169,11 +172,12 @@ TEST(RequestHead, HeaderCountLimit) {
   Limits lim;
   lim.v[ICAP_LIMIT_HEADER_COUNT] = 3;
   RequestHead ok, bad;
-  EXPECT_EQ(parse_request_head("OPTIONS icap://h/s ICAP/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", lim, ok)
-                .status,
-            0);
-  EXPECT_EQ(parse_request_head("OPTIONS icap://h/s ICAP/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
-                               lim, bad)
+  EXPECT_EQ(
+      parse_request_head("OPTIONS icap://h/s ICAP/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", lim, ok)
+          .status,
+      0);
+  EXPECT_EQ(parse_request_head(
+                "OPTIONS icap://h/s ICAP/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", lim, bad)
                 .status,
             400);
 }

@@ -24,8 +24,8 @@ struct Exp {
   std::string conn;  // Connection value; "" = not checked
   std::string enc;   // exact Encapsulated value (final responses)
   std::string req_hdr, res_hdr;
-  std::optional<std::string> body;  // nullopt: no body entity
-  std::string ext;                  // extension of the last chunk
+  std::optional<std::string> body;                        // nullopt: no body entity
+  std::string ext;                                        // extension of the last chunk
   std::vector<std::pair<std::string, std::string>> icap;  // headers that must be there once
 };
 
@@ -49,8 +49,8 @@ Exp Ereq(const std::string &head, std::optional<std::string> body,
   e.status = 200;
   e.conn = std::move(conn);
   e.req_hdr = head;
-  e.enc = "req-hdr=0, " + std::string(body ? "req-body=" : "null-body=") +
-          std::to_string(head.size());
+  e.enc =
+      "req-hdr=0, " + std::string(body ? "req-body=" : "null-body=") + std::to_string(head.size());
   e.body = std::move(body);
   return e;
 }
@@ -60,8 +60,8 @@ Exp Eres(const std::string &head, std::optional<std::string> body,
   e.status = 200;
   e.conn = std::move(conn);
   e.res_hdr = head;
-  e.enc = "res-hdr=0, " + std::string(body ? "res-body=" : "null-body=") +
-          std::to_string(head.size());
+  e.enc =
+      "res-hdr=0, " + std::string(body ? "res-body=" : "null-body=") + std::to_string(head.size());
   e.body = std::move(body);
   return e;
 }
@@ -72,7 +72,7 @@ struct Case {
   std::vector<Exp> exp;
   int closes = 0;  // 1: the session must be closing (or dead) at the end; -1: not checked
   bool dead = false;
-  std::string trace;  // expected handler trace
+  std::string trace;               // expected handler trace
   std::vector<std::string> views;  // expected handler views (checked when not empty)
   End end = End::kNone;
   std::vector<std::pair<icap_limit, uint64_t>> limits;
@@ -80,8 +80,8 @@ struct Case {
   // The output legitimately depends on the split (the session dies after a
   // response started): only statuses are checked, as a prefix of `exp`.
   bool loose = false;
-  std::string partial;  // status line of an expected incomplete last response
-  std::string wait;     // expected wait() at the end; "" = idle, or none when closing
+  std::string partial;               // status line of an expected incomplete last response
+  std::string wait;                  // expected wait() at the end; "" = idle, or none when closing
   std::function<void(Case &)> lazy;  // fills input/exp/trace when the test runs
 };
 
@@ -100,42 +100,68 @@ void add_protocol_table(std::vector<Case> &v) {
   // unknown service: 404, connection still usable
   v.push_back({"unknown_service_404_keeps_connection",
                reqmod("nosuch", kA204, kReqGet, false).str() + next_echo(),
-               {Esimple(404), E204()}, 0, false, "H(echo) D0"});
+               {Esimple(404), E204()},
+               0,
+               false,
+               "H(echo) D0"});
   v.push_back({"unknown_service_body_discarded_404",
                reqmod("nosuch", "", req_post(1024), true, chunked(b1k, 300)).str() + next_echo(),
-               {Esimple(404), E204()}, 0, false, "H(echo) D0"});
+               {Esimple(404), E204()},
+               0,
+               false,
+               "H(echo) D0"});
   v.push_back({"unknown_service_preview_404",
                reqmod("nosuch", "Preview: 10\r\n" + kA204, req_post(100), true,
                       preview_body(b100, 10, false))
                        .str() +
                    next_echo(),
-               {Esimple(404), E204()}, 0, false, "H(echo) D0"});
-  v.push_back({"options_unknown_service_404", options("nosuch", "").str() + next_echo(),
-               {Esimple(404), E204()}, 0, false, "H(echo) D0"});
+               {Esimple(404), E204()},
+               0,
+               false,
+               "H(echo) D0"});
+  v.push_back({"options_unknown_service_404",
+               options("nosuch", "").str() + next_echo(),
+               {Esimple(404), E204()},
+               0,
+               false,
+               "H(echo) D0"});
 
   // method the service did not register: 405
   v.push_back({"method_not_registered_405",
                respmod("reqonly", kA204, kReqGet, res_200(100), true, chunked(b100, 33)).str() +
                    reqmod("reqonly", kA204, kReqGet, false).str(),
-               {Esimple(405), E204()}, 0, false, "H(reqonly) D0"});
+               {Esimple(405), E204()},
+               0,
+               false,
+               "H(reqonly) D0"});
 
   // method not OPTIONS/REQMOD/RESPMOD: 501
   v.push_back({"unknown_method_501",
                "FOO icap://icap.test/echo ICAP/1.0\r\nHost: icap.test\r\n"
                "Encapsulated: null-body=0\r\n\r\n",
-               {Esimple(501, "")}, -1, false, ""});
+               {Esimple(501, "")},
+               -1,
+               false,
+               ""});
   v.push_back({"lowercase_method_501",
                "reqmod icap://icap.test/echo ICAP/1.0\r\nHost: icap.test\r\n"
                "Encapsulated: req-hdr=0, null-body=" +
                    std::to_string(kReqGet.size()) + "\r\n\r\n" + kReqGet,
-               {Esimple(501, "")}, -1, false, ""});
+               {Esimple(501, "")},
+               -1,
+               false,
+               ""});
 
   // version other than ICAP/1.0: 505
   for (const char *ver : {"ICAP/1.1", "ICAP/2.0"}) {
     Msg m = reqmod("echo", kA204, kReqGet, false);
     m.version = ver;
-    v.push_back({std::string("version_") + (ver[5] == '1' ? "11" : "20") + "_505", m.str(),
-                 {Esimple(505, "")}, -1, false, ""});
+    v.push_back({std::string("version_") + (ver[5] == '1' ? "11" : "20") + "_505",
+                 m.str(),
+                 {Esimple(505, "")},
+                 -1,
+                 false,
+                 ""});
   }
 
   // REQMOD/RESPMOD without a valid Encapsulated: 400, then close (the
@@ -167,8 +193,7 @@ void add_protocol_table(std::vector<Case> &v) {
   enc_case("enc_overlapping_400", "RESPMOD", "req-hdr=0, res-hdr=" + L + ", res-body=" + L, "");
   enc_case("enc_not_at_zero_400", "REQMOD", "req-hdr=5, null-body=" + L, "");
   enc_case("enc_unknown_entity_400", "REQMOD", "req-hdr=0, foo-body=" + L, "");
-  enc_case("enc_body_not_last_400", "RESPMOD", "req-hdr=0, null-body=" + L + ", res-hdr=" + LR,
-           "");
+  enc_case("enc_body_not_last_400", "RESPMOD", "req-hdr=0, null-body=" + L + ", res-hdr=" + LR, "");
   enc_case("enc_two_bodies_400", "REQMOD",
            "req-hdr=0, req-body=" + L + ", null-body=" + std::to_string(kReqGet.size() + 5),
            "0\r\n\r\n");
@@ -240,13 +265,13 @@ void add_protocol_table(std::vector<Case> &v) {
   {
     // The echo's 200 is already under way when the bad chunk arrives: no
     // 400 can follow it, the connection just dies.
-    Case c{"bad_chunk_after_echo_started_dies",
-           respmod("echo", "", kReqGet, res_200(10), true, "5\r\nhello\r\nzz\r\n").str() +
-               next_echo(),
-           {Eres(res_200(10), "")},
-           1,
-           false,
-           "H(echo) D-12"};
+    Case c{
+        "bad_chunk_after_echo_started_dies",
+        respmod("echo", "", kReqGet, res_200(10), true, "5\r\nhello\r\nzz\r\n").str() + next_echo(),
+        {Eres(res_200(10), "")},
+        1,
+        false,
+        "H(echo) D-12"};
     c.loose = true;
     v.push_back(c);
   }
@@ -254,8 +279,8 @@ void add_protocol_table(std::vector<Case> &v) {
   // header line or block over its limit: 400, then close
   {
     Msg m = reqmod("echo", "X-Big: " + std::string(600, 'a') + "\r\n" + kA204, kReqGet, false);
-    Case c{"icap_head_over_limit_400", m.str() + next_echo(), {Esimple(400, "close")}, 1, false,
-           ""};
+    Case c{
+        "icap_head_over_limit_400", m.str() + next_echo(), {Esimple(400, "close")}, 1, false, ""};
     c.limits = {{ICAP_LIMIT_HEADER_BYTES, 512}};
     v.push_back(c);
     Case u{"icap_head_unterminated_over_limit_400",
@@ -276,149 +301,255 @@ void add_protocol_table(std::vector<Case> &v) {
            ""};
     n.limits = {{ICAP_LIMIT_HEADER_COUNT, 5}};  // Host + 5 + Encapsulated
     v.push_back(n);
-    Case hb{"http_head_over_limit_400", reqmod("echo", kA204, kReqGet, false).str() + next_echo(),
-            {Esimple(400, "close")}, 1, false, ""};
+    Case hb{"http_head_over_limit_400",
+            reqmod("echo", kA204, kReqGet, false).str() + next_echo(),
+            {Esimple(400, "close")},
+            1,
+            false,
+            ""};
     hb.limits = {{ICAP_LIMIT_HTTP_HEADER_BYTES, 64}};
     v.push_back(hb);
-    Case hc{"http_too_many_fields_400", reqmod("echo", kA204, kReqGet, false).str() + next_echo(),
-            {Esimple(400, "close")}, 1, false, ""};
+    Case hc{"http_too_many_fields_400",
+            reqmod("echo", kA204, kReqGet, false).str() + next_echo(),
+            {Esimple(400, "close")},
+            1,
+            false,
+            ""};
     hc.limits = {{ICAP_LIMIT_HTTP_HEADER_COUNT, 1}};
     v.push_back(hc);
     Case pl{"preview_over_limit_400",
             reqmod("upper", "Preview: 101\r\n", req_post(100), true, preview_body(b100, 100, true))
                     .str() +
                 next_echo(),
-            {Esimple(400, "close")}, 1, false, ""};
+            {Esimple(400, "close")},
+            1,
+            false,
+            ""};
     pl.limits = {{ICAP_LIMIT_PREVIEW_BYTES, 100}};
     v.push_back(pl);
     v.push_back({"preview_not_a_number_400",
                  reqmod("echo", "Preview: ten\r\n", kReqGet, false).str() + next_echo(),
-                 {Esimple(400, "close")}, 1, false, ""});
+                 {Esimple(400, "close")},
+                 1,
+                 false,
+                 ""});
     v.push_back({"two_preview_headers_400",
                  reqmod("echo", "Preview: 0\r\nPreview: 0\r\n", kReqGet, false).str() + next_echo(),
-                 {Esimple(400, "close")}, 1, false, ""});
-    v.push_back({"icap_header_with_nul_400",
-                 reqmod("echo", std::string("X-A: a\0b\r\n", 10), kReqGet, false).str() +
-                     next_echo(),
-                 {Esimple(400, "close")}, 1, false, ""});
+                 {Esimple(400, "close")},
+                 1,
+                 false,
+                 ""});
+    v.push_back(
+        {"icap_header_with_nul_400",
+         reqmod("echo", std::string("X-A: a\0b\r\n", 10), kReqGet, false).str() + next_echo(),
+         {Esimple(400, "close")},
+         1,
+         false,
+         ""});
     v.push_back({"icap_obs_fold_400",
                  reqmod("echo", "X-A: a\r\n b\r\n", kReqGet, false).str() + next_echo(),
-                 {Esimple(400, "close")}, 1, false, ""});
-    v.push_back({"icap_bare_lf_head_400",
-                 "REQMOD icap://icap.test/echo ICAP/1.0\nHost: x\r\nEncapsulated: null-body=0\r\n\r\n" +
-                     next_echo(),
-                 {Esimple(400, "close")}, 1, false, ""});
+                 {Esimple(400, "close")},
+                 1,
+                 false,
+                 ""});
+    v.push_back(
+        {"icap_bare_lf_head_400",
+         "REQMOD icap://icap.test/echo ICAP/1.0\nHost: x\r\nEncapsulated: null-body=0\r\n\r\n" +
+             next_echo(),
+         {Esimple(400, "close")},
+         1,
+         false,
+         ""});
   }
 
   // OPTIONS without an Encapsulated header (Squid): 200
   {
     Exp o = Esimple(200);
-    o.icap = {{"Methods", "REQMOD, RESPMOD"},  {"ISTag", "\"tag-echo\""}, {"Service-ID", "echo"},
-              {"Max-Connections", "8750"},     {"Options-TTL", "3600"},     {"Allow", "204"},
-              {"Preview", "1024"},             {"Transfer-Preview", "*"},   {"Server", "libicap-test/1.0"}};
+    o.icap = {{"Methods", "REQMOD, RESPMOD"},
+              {"ISTag", "\"tag-echo\""},
+              {"Service-ID", "echo"},
+              {"Max-Connections", "8750"},
+              {"Options-TTL", "3600"},
+              {"Allow", "204"},
+              {"Preview", "1024"},
+              {"Transfer-Preview", "*"},
+              {"Server", "libicap-test/1.0"}};
     v.push_back({"options_squid_without_encapsulated_200",
-                 options("echo", "Allow: 206, trailers\r\n").str(), {o}, 0, false, ""});
+                 options("echo", "Allow: 206, trailers\r\n").str(),
+                 {o},
+                 0,
+                 false,
+                 ""});
     v.push_back({"options_cicap_null_body_200",
                  options("echo", "User-Agent: C-ICAP-Client-Library/0.5.10\r\n", "null-body").str(),
-                 {o}, 0, false, ""});
+                 {o},
+                 0,
+                 false,
+                 ""});
     Msg ob = options("echo", "", "opt-body");
     ob.body = chunked("opt body data", 4);
-    v.push_back({"options_opt_body_discarded_200", ob.str() + next_echo(), {o, E204()}, 0, false,
+    v.push_back({"options_opt_body_discarded_200",
+                 ob.str() + next_echo(),
+                 {o, E204()},
+                 0,
+                 false,
                  "H(echo) D0"});
     Exp ro = Esimple(200);
     ro.icap = {{"Methods", "REQMOD"}, {"ISTag", "\"tag-reqonly\""}};
     v.push_back({"options_reqonly_methods", options("reqonly", "").str(), {ro}, 0, false, ""});
     Exp oh = Esimple(200);
-    oh.icap = {{"Methods", "REQMOD, RESPMOD"}, {"Preview", "0"}, {"X-Include", "X-Client-IP"},
-               {"ISTag", "\"opt-tag\""}, {"Allow", "204"}};
-    v.push_back({"options_handler_overrides_headers", options("opt", "").str() + next_echo(),
-                 {oh, E204()}, 0, false, "H(opt) date=-1 D0 H(echo) D0"});
+    oh.icap = {{"Methods", "REQMOD, RESPMOD"},
+               {"Preview", "0"},
+               {"X-Include", "X-Client-IP"},
+               {"ISTag", "\"opt-tag\""},
+               {"Allow", "204"}};
+    v.push_back({"options_handler_overrides_headers",
+                 options("opt", "").str() + next_echo(),
+                 {oh, E204()},
+                 0,
+                 false,
+                 "H(opt) date=-1 D0 H(echo) D0"});
   }
 
   // Preview: 0 with null-body: no chunk follows, answer at once
   v.push_back({"preview0_null_body_answered_at_once",
                reqmod("echo", "Preview: 0\r\nAllow: 204, trailers\r\n", kReqGet, false).str(),
-               {E204()}, 0, false, "H(echo) D0"});
+               {E204()},
+               0,
+               false,
+               "H(echo) D0"});
   v.push_back({"preview0_null_body_no_allow_204_still_204",
                reqmod("echo", "Preview: 0\r\n", kReqGet, false).str() + next_echo(),
-               {E204(), E204()}, 0, false, "H(echo) D0 H(echo) D0"});
+               {E204(), E204()},
+               0,
+               false,
+               "H(echo) D0 H(echo) D0"});
   v.push_back({"preview0_null_body_upper_answers_at_once",
                reqmod("upper", "Preview: 0\r\n", kReqGet, false).str() + next_echo(),
-               {Ereq(kReqGet, std::nullopt), E204()}, 0, false,
+               {Ereq(kReqGet, std::nullopt), E204()},
+               0,
+               false,
                "H(upper) read=-3 D0 H(echo) D0"});
-  v.push_back({"preview0_null_body_respmod",
-               respmod("echo", "Preview: 0\r\nAllow: 204, trailers\r\n", kReqGet, res_200(0), false)
-                       .str() +
-                   next_echo(),
-               {E204(), E204()}, 0, false, "H(echo) D0 H(echo) D0"});
+  v.push_back(
+      {"preview0_null_body_respmod",
+       respmod("echo", "Preview: 0\r\nAllow: 204, trailers\r\n", kReqGet, res_200(0), false).str() +
+           next_echo(),
+       {E204(), E204()},
+       0,
+       false,
+       "H(echo) D0 H(echo) D0"});
 
   // response sent before the whole body arrived: the rest is discarded
   v.push_back({"early_403_rest_discarded_next_answered",
                reqmod("deny", "", req_post(1024), true, chunked(b1k, 256)).str() + next_echo(),
-               {Esimple(403), E204()}, 0, false, "H(deny) D0 H(echo) D0"});
-  v.push_back({"early_403_in_preview_no_rest",
-               reqmod("deny", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false))
-                       .str() +
-                   next_echo(),
-               {Esimple(403), E204()}, 0, false, "H(deny) D0 H(echo) D0"});
-  v.push_back({"early_403_preview_ieof",
-               reqmod("deny", "Preview: 100\r\n", req_post(100), true,
-                      preview_body(b100, 100, false))
-                       .str() +
-                   next_echo(),
-               {Esimple(403), E204()}, 0, false, "H(deny) D0 H(echo) D0"});
+               {Esimple(403), E204()},
+               0,
+               false,
+               "H(deny) D0 H(echo) D0"});
+  v.push_back(
+      {"early_403_in_preview_no_rest",
+       reqmod("deny", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false)).str() +
+           next_echo(),
+       {Esimple(403), E204()},
+       0,
+       false,
+       "H(deny) D0 H(echo) D0"});
+  v.push_back(
+      {"early_403_preview_ieof",
+       reqmod("deny", "Preview: 100\r\n", req_post(100), true, preview_body(b100, 100, false))
+               .str() +
+           next_echo(),
+       {Esimple(403), E204()},
+       0,
+       false,
+       "H(deny) D0 H(echo) D0"});
   v.push_back({"early_echo_body_streamed_next_answered",
                reqmod("echo", "", req_post(1024), true, chunked(b1k, 100)).str() + next_echo(),
-               {Ereq(req_post(1024), b1k), E204()}, 0, false, "H(echo) D0 H(echo) D0"});
+               {Ereq(req_post(1024), b1k), E204()},
+               0,
+               false,
+               "H(echo) D0 H(echo) D0"});
 
   // 204 chosen but not allowed: the original message comes back as 200
   v.push_back({"s204_not_allowed_echo_200",
                reqmod("s204", "", req_post(100), true, chunked(b100, 30)).str() + next_echo(),
-               {Ereq(req_post(100), b100), E204()}, 0, false, "H(s204) D0 H(echo) D0"});
+               {Ereq(req_post(100), b100), E204()},
+               0,
+               false,
+               "H(s204) D0 H(echo) D0"});
   v.push_back({"s204_not_allowed_null_body_echo_200",
                respmod("s204", "", kReqGet, res_200(0), false).str(),
-               {Eres(res_200(0), std::nullopt)}, 0, false, "H(s204) D0"});
+               {Eres(res_200(0), std::nullopt)},
+               0,
+               false,
+               "H(s204) D0"});
   v.push_back({"s204_allowed_204_body_discarded",
                reqmod("s204", kA204, req_post(100), true, chunked(b100, 30)).str() + next_echo(),
-               {E204(), E204()}, 0, false, "H(s204) D0 H(echo) D0"});
-  v.push_back({"s204_in_preview_204",
-               reqmod("s204", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false))
-                       .str() +
-                   next_echo(),
-               {E204(), E204()}, 0, false, "H(s204) D0 H(echo) D0"});
-  v.push_back({"echo_not_allowed_respmod_200",
-               respmod("echo", "Allow: trailers\r\n", kReqGet, res_200(100), true,
-                       chunked(b100, 7))
-                   .str(),
-               {Eres(res_200(100), b100)}, 0, false, "H(echo) D0"});
+               {E204(), E204()},
+               0,
+               false,
+               "H(s204) D0 H(echo) D0"});
+  v.push_back(
+      {"s204_in_preview_204",
+       reqmod("s204", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false)).str() +
+           next_echo(),
+       {E204(), E204()},
+       0,
+       false,
+       "H(s204) D0 H(echo) D0"});
+  v.push_back(
+      {"echo_not_allowed_respmod_200",
+       respmod("echo", "Allow: trailers\r\n", kReqGet, res_200(100), true, chunked(b100, 7)).str(),
+       {Eres(res_200(100), b100)},
+       0,
+       false,
+       "H(echo) D0"});
 
   // 100 Continue after a preview that ended with ieof: never sent
   v.push_back({"no_100_after_ieof_cont",
                respmod("cont", "Preview: 1024\r\n", kReqGet, res_200(100), true,
                        preview_body(b100, 1024, true))
                    .str(),
-               {Eres(res_200(100), b100)}, 0, false, "H(cont) early=-3 END3:100 cont=-3 D0"});
+               {Eres(res_200(100), b100)},
+               0,
+               false,
+               "H(cont) early=-3 END3:100 cont=-3 D0"});
   v.push_back({"no_100_after_ieof_upper",
                respmod("upper", "Preview: 100\r\n", kReqGet, res_200(100), true,
                        preview_body(b100, 100, true))
                    .str(),
-               {Eres(res_200(100), upper(b100))}, 0, false, "H(upper) END3:100 D0"});
+               {Eres(res_200(100), upper(b100))},
+               0,
+               false,
+               "H(upper) END3:100 D0"});
 
   // handler fails: 500, then close
   v.push_back({"handler_error_500_close",
                reqmod("fail", kA204, kReqGet, false).str() + next_echo(),
-               {Esimple(500, "close")}, 1, false, "H(fail) D-16"});
+               {Esimple(500, "close")},
+               1,
+               false,
+               "H(fail) D-16"});
   v.push_back({"handler_error_with_body_500_close",
                reqmod("fail", "", req_post(100), true, chunked(b100)).str() + next_echo(),
-               {Esimple(500, "close")}, 1, false, "H(fail) D-16"});
+               {Esimple(500, "close")},
+               1,
+               false,
+               "H(fail) D-16"});
   v.push_back({"handler_throws_500_close",
                reqmod("throw", kA204, kReqGet, false).str() + next_echo(),
-               {Esimple(500, "close")}, 1, false, "H(throw) D-16"});
+               {Esimple(500, "close")},
+               1,
+               false,
+               "H(throw) D-16"});
   // The handler answered completely, then returned an error: the answer is
   // already queued and stays; the connection closes after it.
   v.push_back({"handler_error_after_answer_keeps_answer_then_closes",
                reqmod("failafter", kA204, kReqGet, false).str() + next_echo(),
-               {E204()}, 1, false, "H(failafter) D-16"});
+               {E204()},
+               1,
+               false,
+               "H(failafter) D-16"});
   {
     // icap_request_abort(): "the connection is closed after what was
     // already queued" - the head and the first chunk reach the client.
@@ -435,15 +566,25 @@ void add_protocol_table(std::vector<Case> &v) {
   // Connection: close from the client: answer, then close
   v.push_back({"client_connection_close",
                reqmod("echo", kA204 + "Connection: close\r\n", kReqGet, false).str() + next_echo(),
-               {E204("close")}, 1, false, "H(echo) D0"});
-  v.push_back({"client_connection_close_streamed_echo",
-               reqmod("echo", "Connection: close\r\n", req_post(100), true, chunked(b100, 9)).str() +
-                   next_echo(),
-               {Ereq(req_post(100), b100, "close")}, 1, false, "H(echo) D0"});
-  v.push_back({"client_connection_close_in_list",
-               reqmod("echo", kA204 + "Connection: foo, Close\r\n", kReqGet, false).str() +
-                   next_echo(),
-               {E204("close")}, 1, false, "H(echo) D0"});
+               {E204("close")},
+               1,
+               false,
+               "H(echo) D0"});
+  v.push_back(
+      {"client_connection_close_streamed_echo",
+       reqmod("echo", "Connection: close\r\n", req_post(100), true, chunked(b100, 9)).str() +
+           next_echo(),
+       {Ereq(req_post(100), b100, "close")},
+       1,
+       false,
+       "H(echo) D0"});
+  v.push_back(
+      {"client_connection_close_in_list",
+       reqmod("echo", kA204 + "Connection: foo, Close\r\n", kReqGet, false).str() + next_echo(),
+       {E204("close")},
+       1,
+       false,
+       "H(echo) D0"});
 
   // several requests pipelined on one connection: answered in order
   {
@@ -453,23 +594,31 @@ void add_protocol_table(std::vector<Case> &v) {
                      respmod("upper", "", kReqGet, res_200(100), true, chunked(b100, 40)).str() +
                      reqmod("deny", "", req_post(1024), true, chunked(b1k, 500)).str() +
                      respmod("echo", "", kReqGet, res_200(300), true, chunked(b300, 64)).str() +
-                     reqmod("push", "", req_post(50), true, chunked(b50, 10)).str() +
-                     "\r\n\r\n" + next_echo();
-    v.push_back({"pipelined_mixed_answered_in_order", in,
+                     reqmod("push", "", req_post(50), true, chunked(b50, 10)).str() + "\r\n\r\n" +
+                     next_echo();
+    v.push_back({"pipelined_mixed_answered_in_order",
+                 in,
                  {o, E204(), Eres(res_200(100), upper(b100)), Esimple(403),
                   Eres(res_200(300), b300), Ereq(req_post(50), b50), E204()},
-                 0, false,
+                 0,
+                 false,
                  "H(echo) D0 H(upper) END1:100 D0 H(deny) D0 H(echo) D0 H(push) END1:50 D0 "
                  "H(echo) D0"});
     v.push_back({"deferred_answer_holds_the_pipeline",
                  reqmod("late", kA204, kReqGet, false).str() + next_echo(),
-                 {E204(), E204()}, 0, false, "H(late) D0 H(echo) D0 late:na=0"});
+                 {E204(), E204()},
+                 0,
+                 false,
+                 "H(late) D0 H(echo) D0 late:na=0"});
     // An answer given later from outside any callback (a post or offload
     // callback) that aborts: 500, close, and the done callback says
     // ICAP_EHANDLER.
     v.push_back({"deferred_abort_500_close",
                  reqmod("lateabort", kA204, kReqGet, false).str() + next_echo(),
-                 {Esimple(500, "close")}, 1, false, "H(lateabort) D-16 late:abort=0"});
+                 {Esimple(500, "close")},
+                 1,
+                 false,
+                 "H(lateabort) D-16 late:abort=0"});
   }
 
   // REQMOD answered with an HTTP response (block page) or a new request
@@ -482,68 +631,143 @@ void add_protocol_table(std::vector<Case> &v) {
     blk.body = "blocked";
     v.push_back({"reqmod_block_page_body_discarded",
                  reqmod("block", "", req_post(1024), true, chunked(b1k, 200)).str() + next_echo(),
-                 {blk, E204()}, 0, false, "H(block) inj=-1 D0 H(echo) D0"});
-    v.push_back({"reqmod_block_page_in_preview",
-                 reqmod("block", "Preview: 10\r\n", req_post(100), true,
-                        preview_body(b100, 10, false))
-                         .str() +
-                     next_echo(),
-                 {blk, E204()}, 0, false, "H(block) inj=-1 D0 H(echo) D0"});
+                 {blk, E204()},
+                 0,
+                 false,
+                 "H(block) inj=-1 D0 H(echo) D0"});
+    v.push_back(
+        {"reqmod_block_page_in_preview",
+         reqmod("block", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false))
+                 .str() +
+             next_echo(),
+         {blk, E204()},
+         0,
+         false,
+         "H(block) inj=-1 D0 H(echo) D0"});
     const std::string rw =
         "GET http://example.com/rewritten HTTP/1.1\r\nHost: example.com\r\nX-Rewritten: 1\r\n\r\n";
     Exp blk0 = blk;
     blk0.res_hdr = "HTTP/1.1 403 Forbidden\r\n\r\n";
     blk0.enc = "res-hdr=0, null-body=" + std::to_string(blk0.res_hdr.size());
     blk0.body = std::nullopt;
-    v.push_back({"pending_read_cancelled_by_complete_answer",
-                 reqmod("readanswer", "", req_post(1024), true, chunked(b1k, 200)).str() +
-                     next_echo(),
-                 {blk0, E204()}, 0, false, "H(readanswer) ERR-11 D0 H(echo) D0"});
-    v.push_back({"reqmod_rewritten_request", reqmod("rewrite", "", kReqGet, false).str() + next_echo(),
-                 {Ereq(rw, std::nullopt), E204()}, 0, false, "H(rewrite) D0 H(echo) D0"});
+    v.push_back(
+        {"pending_read_cancelled_by_complete_answer",
+         reqmod("readanswer", "", req_post(1024), true, chunked(b1k, 200)).str() + next_echo(),
+         {blk0, E204()},
+         0,
+         false,
+         "H(readanswer) ERR-11 D0 H(echo) D0"});
+    v.push_back({"reqmod_rewritten_request",
+                 reqmod("rewrite", "", kReqGet, false).str() + next_echo(),
+                 {Ereq(rw, std::nullopt), E204()},
+                 0,
+                 false,
+                 "H(rewrite) D0 H(echo) D0"});
     v.push_back({"respmod_cannot_set_http_request",
-                 respmod("rewrite", kA204, kReqGet, res_200(0), false).str(), {E204()}, 0, false,
+                 respmod("rewrite", kA204, kReqGet, res_200(0), false).str(),
+                 {E204()},
+                 0,
+                 false,
                  "H(rewrite) req=-1 D0"});
   }
 
   // client EOF
-  v.push_back({"eof_after_complete_request", next_echo(), {E204()}, 1, false, "H(echo) D0", {},
-               End::kEof});
+  v.push_back(
+      {"eof_after_complete_request", next_echo(), {E204()}, 1, false, "H(echo) D0", {}, End::kEof});
   // After a half-close, what was completely received is still answered (the
   // first answer cannot say close: a pipelined request may follow), then the
   // session closes.
-  v.push_back({"eof_before_deferred_answer", reqmod("late", kA204, kReqGet, false).str(),
-               {E204()}, 1, false, "H(late) D0 late:na=0", {}, End::kEof});
+  v.push_back({"eof_before_deferred_answer",
+               reqmod("late", kA204, kReqGet, false).str(),
+               {E204()},
+               1,
+               false,
+               "H(late) D0 late:na=0",
+               {},
+               End::kEof});
   v.push_back({"eof_after_pipelined_requests_answers_all",
                reqmod("late", kA204, kReqGet, false).str() + next_echo() +
                    respmod("upper", "", kReqGet, res_200(100), true, chunked(b100, 50)).str(),
-               {E204(), E204(), Eres(res_200(100), upper(b100))}, 1, false,
-               "H(late) D0 H(echo) D0 H(upper) END1:100 D0 late:na=0", {}, End::kEof});
+               {E204(), E204(), Eres(res_200(100), upper(b100))},
+               1,
+               false,
+               "H(late) D0 H(echo) D0 H(upper) END1:100 D0 late:na=0",
+               {},
+               End::kEof});
   v.push_back({"eof_after_pipelined_then_partial_request_dies",
                reqmod("late", kA204, kReqGet, false).str() + next_echo() +
                    respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(),
-               {E204(), E204()}, 1, false,
-               "H(late) D0 H(echo) D0 H(upper) ERR-9 D-9 late:na=0", {}, End::kEof});
+               {E204(), E204()},
+               1,
+               false,
+               "H(late) D0 H(echo) D0 H(upper) ERR-9 D-9 late:na=0",
+               {},
+               End::kEof});
   v.push_back({"eof_mid_body_dies",
-               respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(), {}, 1, false,
-               "H(upper) ERR-9 D-9", {}, End::kEof});
-  v.push_back({"eof_mid_head_dies", "REQMOD icap://icap.test/echo ICAP/1.0\r\nHost: x\r\n", {}, 1,
-               true, "", {}, End::kEof});
+               respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(),
+               {},
+               1,
+               false,
+               "H(upper) ERR-9 D-9",
+               {},
+               End::kEof});
+  v.push_back({"eof_mid_head_dies",
+               "REQMOD icap://icap.test/echo ICAP/1.0\r\nHost: x\r\n",
+               {},
+               1,
+               true,
+               "",
+               {},
+               End::kEof});
   v.push_back({"eof_mid_encapsulated_head_dies",
-               next_echo().substr(0, next_echo().find("\r\n\r\n") + 14), {}, 1, false, "", {},
+               next_echo().substr(0, next_echo().find("\r\n\r\n") + 14),
+               {},
+               1,
+               false,
+               "",
+               {},
                End::kEof});
 
   // timeouts (the server's timers call timed_out(wait()))
-  v.push_back({"timeout_partial_head_408", "REQMOD icap://icap.test/echo ICAP/1.0\r\nHost: x\r\n",
-               {Esimple(408, "close")}, 1, false, "", {}, End::kTimeout});
+  v.push_back({"timeout_partial_head_408",
+               "REQMOD icap://icap.test/echo ICAP/1.0\r\nHost: x\r\n",
+               {Esimple(408, "close")},
+               1,
+               false,
+               "",
+               {},
+               End::kTimeout});
   v.push_back({"timeout_partial_body_408",
                respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(),
-               {Esimple(408, "close")}, 1, false, "H(upper) ERR-10 D-10", {}, End::kTimeout});
-  v.push_back({"timeout_handler_500", reqmod("silent", kA204, kReqGet, false).str(),
-               {Esimple(500, "close")}, 1, false, "H(silent) D-10", {}, End::kTimeout});
-  v.push_back({"timeout_deferred_handler_500", reqmod("late", kA204, kReqGet, false).str(),
-               {Esimple(500, "close")}, 1, false, "H(late) D-10 late:na=-3", {}, End::kTimeout});
-  v.push_back({"timeout_idle_closes_silently", next_echo(), {E204()}, 1, true, "H(echo) D0", {},
+               {Esimple(408, "close")},
+               1,
+               false,
+               "H(upper) ERR-10 D-10",
+               {},
+               End::kTimeout});
+  v.push_back({"timeout_handler_500",
+               reqmod("silent", kA204, kReqGet, false).str(),
+               {Esimple(500, "close")},
+               1,
+               false,
+               "H(silent) D-10",
+               {},
+               End::kTimeout});
+  v.push_back({"timeout_deferred_handler_500",
+               reqmod("late", kA204, kReqGet, false).str(),
+               {Esimple(500, "close")},
+               1,
+               false,
+               "H(late) D-10 late:na=-3",
+               {},
+               End::kTimeout});
+  v.push_back({"timeout_idle_closes_silently",
+               next_echo(),
+               {E204()},
+               1,
+               true,
+               "H(echo) D0",
+               {},
                End::kTimeout});
 
   // the server is draining: responses say Connection: close
@@ -567,8 +791,8 @@ void add_encapsulated_combinations(std::vector<Case> &v) {
   struct Combo {
     std::string name;
     Msg m;
-    Exp echo;            // what echo answers
-    Exp upper_exp;       // what upper answers
+    Exp echo;       // what echo answers
+    Exp upper_exp;  // what upper answers
     std::string view;
     bool body;
   };
@@ -576,33 +800,34 @@ void add_encapsulated_combinations(std::vector<Case> &v) {
   combos.push_back({"reqmod_reqhdr_nullbody", reqmod("X", "", kReqGet, false),
                     Ereq(kReqGet, std::nullopt), Ereq(kReqGet, std::nullopt),
                     "REQMOD enc=0,-1,-1,-1," + G + ",-1 pv=-1 body=0 allow=00" + getv, false});
-  combos.push_back({"reqmod_reqhdr_reqbody", reqmod("X", "", req, true, chunked(b, 30)),
-                    Ereq(req, b), Ereq(req, upper(b)),
-                    "REQMOD enc=0,-1," + std::to_string(req.size()) +
-                        ",-1,-1,-1 pv=-1 body=1 allow=00 req=POST http://example.com/upload HTTP/1.1",
-                    true});
   combos.push_back(
-      {"respmod_reqhdr_reshdr_resbody", respmod("X", "", kReqGet, res, true, chunked(b, 30)),
-       Eres(res, b), Eres(res, upper(b)),
-       "RESPMOD enc=0," + G + ",-1," + std::to_string(kReqGet.size() + res.size()) +
-           ",-1,-1 pv=-1 body=1 allow=00" + getv + resv,
+      {"reqmod_reqhdr_reqbody", reqmod("X", "", req, true, chunked(b, 30)), Ereq(req, b),
+       Ereq(req, upper(b)),
+       "REQMOD enc=0,-1," + std::to_string(req.size()) +
+           ",-1,-1,-1 pv=-1 body=1 allow=00 req=POST http://example.com/upload HTTP/1.1",
+       true});
+  combos.push_back({"respmod_reqhdr_reshdr_resbody",
+                    respmod("X", "", kReqGet, res, true, chunked(b, 30)), Eres(res, b),
+                    Eres(res, upper(b)),
+                    "RESPMOD enc=0," + G + ",-1," + std::to_string(kReqGet.size() + res.size()) +
+                        ",-1,-1 pv=-1 body=1 allow=00" + getv + resv,
+                    true});
+  combos.push_back({"respmod_reqhdr_reshdr_nullbody", respmod("X", "", kReqGet, res0, false),
+                    Eres(res0, std::nullopt), Eres(res0, std::nullopt),
+                    "RESPMOD enc=0," + G + ",-1,-1," +
+                        std::to_string(kReqGet.size() + res0.size()) + ",-1 pv=-1 body=0 allow=00" +
+                        getv + resv,
+                    false});
+  combos.push_back(
+      {"respmod_reshdr_resbody", respmod("X", "", "", res, true, chunked(b, 30)), Eres(res, b),
+       Eres(res, upper(b)),
+       "RESPMOD enc=-1,0,-1," + std::to_string(res.size()) + ",-1,-1 pv=-1 body=1 allow=00" + resv,
        true});
   combos.push_back(
-      {"respmod_reqhdr_reshdr_nullbody", respmod("X", "", kReqGet, res0, false),
-       Eres(res0, std::nullopt), Eres(res0, std::nullopt),
-       "RESPMOD enc=0," + G + ",-1,-1," + std::to_string(kReqGet.size() + res0.size()) +
-           ",-1 pv=-1 body=0 allow=00" + getv + resv,
+      {"respmod_reshdr_nullbody", respmod("X", "", "", res0, false), Eres(res0, std::nullopt),
+       Eres(res0, std::nullopt),
+       "RESPMOD enc=-1,0,-1,-1," + std::to_string(res0.size()) + ",-1 pv=-1 body=0 allow=00" + resv,
        false});
-  combos.push_back({"respmod_reshdr_resbody", respmod("X", "", "", res, true, chunked(b, 30)),
-                    Eres(res, b), Eres(res, upper(b)),
-                    "RESPMOD enc=-1,0,-1," + std::to_string(res.size()) +
-                        ",-1,-1 pv=-1 body=1 allow=00" + resv,
-                    true});
-  combos.push_back({"respmod_reshdr_nullbody", respmod("X", "", "", res0, false),
-                    Eres(res0, std::nullopt), Eres(res0, std::nullopt),
-                    "RESPMOD enc=-1,0,-1,-1," + std::to_string(res0.size()) +
-                        ",-1 pv=-1 body=0 allow=00" + resv,
-                    false});
   for (Combo &c : combos) {
     for (const char *svc : {"echo", "upper", "push"}) {
       Msg m = c.m;
@@ -626,11 +851,25 @@ void add_encapsulated_combinations(std::vector<Case> &v) {
   Msg onb = options("opt", "", "null-body");
   Msg oob = options("opt", "", "opt-body");
   oob.body = chunked("some options body", 5);
-  v.push_back({"enc_options_none", on.str(), {o}, 0, false, "H(opt) date=-1 D0",
+  v.push_back({"enc_options_none",
+               on.str(),
+               {o},
+               0,
+               false,
+               "H(opt) date=-1 D0",
                {"OPTIONS enc=-1,-1,-1,-1,0,-1 pv=-1 body=0 allow=00"}});
-  v.push_back({"enc_options_nullbody", onb.str(), {o}, 0, false, "H(opt) date=-1 D0",
+  v.push_back({"enc_options_nullbody",
+               onb.str(),
+               {o},
+               0,
+               false,
+               "H(opt) date=-1 D0",
                {"OPTIONS enc=-1,-1,-1,-1,0,-1 pv=-1 body=0 allow=00"}});
-  v.push_back({"enc_options_optbody", oob.str() + options("opt", "").str(), {o, o}, 0, false,
+  v.push_back({"enc_options_optbody",
+               oob.str() + options("opt", "").str(),
+               {o, o},
+               0,
+               false,
                "H(opt) date=-1 D0 H(opt) date=-1 D0",
                {"OPTIONS enc=-1,-1,-1,-1,-1,0 pv=-1 body=1 allow=00",
                 "OPTIONS enc=-1,-1,-1,-1,0,-1 pv=-1 body=0 allow=00"}});
@@ -656,7 +895,8 @@ void add_body_sizes(std::vector<Case> &v) {
         std::string n = std::to_string(z.n);
         switch (kind) {
           case 0:
-            k.input = reqmod("echo", "", req_post(z.n), true, chunked(b, z.piece)).str() + next_echo();
+            k.input =
+                reqmod("echo", "", req_post(z.n), true, chunked(b, z.piece)).str() + next_echo();
             k.exp = {Ereq(req_post(z.n), b), E204()};
             k.trace = "H(echo) D0 H(echo) D0";
             break;
@@ -697,58 +937,120 @@ void add_previews(std::vector<Case> &v) {
     return respmod(svc, hdrs, kReqGet, res, true, body).str();
   };
   const std::string P10 = "Preview: 10\r\n";
-  v.push_back({"pv10_of_100_upper_100_continue", rm("upper", P10, preview_body(b, 10, true, 4)),
-               {E100(), Eres(res, upper(b))}, 0, false, "H(upper) END5:10 END1:100 D0"});
+  v.push_back({"pv10_of_100_upper_100_continue",
+               rm("upper", P10, preview_body(b, 10, true, 4)),
+               {E100(), Eres(res, upper(b))},
+               0,
+               false,
+               "H(upper) END5:10 END1:100 D0"});
   v.push_back({"pv10_of_100_echo_204_rest_not_needed",
-               rm("echo", P10, preview_body(b, 10, false)) + next_echo(), {E204(), E204()}, 0,
-               false, "H(echo) D0 H(echo) D0"});
+               rm("echo", P10, preview_body(b, 10, false)) + next_echo(),
+               {E204(), E204()},
+               0,
+               false,
+               "H(echo) D0 H(echo) D0"});
   v.push_back({"pv10_of_100_p204_after_preview_rest_not_needed",
-               rm("p204", P10, preview_body(b, 10, false)) + next_echo(), {E204(), E204()}, 0,
-               false, "H(p204) END5:10 inpv=1 na=0 D0 H(echo) D0"});
-  v.push_back({"pv100_of_100_ieof_upper", rm("upper", "Preview: 100\r\n", preview_body(b, 100, true)),
-               {Eres(res, upper(b))}, 0, false, "H(upper) END3:100 D0"});
-  v.push_back({"pv200_of_100_ieof_upper", rm("upper", "Preview: 200\r\n", preview_body(b, 200, true)),
-               {Eres(res, upper(b))}, 0, false, "H(upper) END3:100 D0"});
-  v.push_back({"pv100_of_100_ieof_p204", rm("p204", "Preview: 100\r\n", preview_body(b, 100, true)),
-               {E204()}, 0, false, "H(p204) END3:100 inpv=1 na=0 D0"});
+               rm("p204", P10, preview_body(b, 10, false)) + next_echo(),
+               {E204(), E204()},
+               0,
+               false,
+               "H(p204) END5:10 inpv=1 na=0 D0 H(echo) D0"});
+  v.push_back({"pv100_of_100_ieof_upper",
+               rm("upper", "Preview: 100\r\n", preview_body(b, 100, true)),
+               {Eres(res, upper(b))},
+               0,
+               false,
+               "H(upper) END3:100 D0"});
+  v.push_back({"pv200_of_100_ieof_upper",
+               rm("upper", "Preview: 200\r\n", preview_body(b, 200, true)),
+               {Eres(res, upper(b))},
+               0,
+               false,
+               "H(upper) END3:100 D0"});
+  v.push_back({"pv100_of_100_ieof_p204",
+               rm("p204", "Preview: 100\r\n", preview_body(b, 100, true)),
+               {E204()},
+               0,
+               false,
+               "H(p204) END3:100 inpv=1 na=0 D0"});
   v.push_back({"pv0_with_body_upper_100_continue",
                rm("upper", "Preview: 0\r\n", preview_body(b, 0, true, 25)),
-               {E100(), Eres(res, upper(b))}, 0, false, "H(upper) END5:0 END1:100 D0"});
-  v.push_back({"pv0_with_body_echo_204", rm("echo", "Preview: 0\r\n", preview_body(b, 0, false)) +
-                                             next_echo(),
-               {E204(), E204()}, 0, false, "H(echo) D0 H(echo) D0"});
-  v.push_back({"pv0_ieof_empty_body_upper",
-               respmod("upper", "Preview: 0\r\n", kReqGet, res_200(0), true, "0; ieof\r\n\r\n").str(),
-               {Eres(res_200(0), "")}, 0, false, "H(upper) END3:0 D0"});
-  v.push_back({"pv10_cont_explicit_then_read", rm("cont", P10, preview_body(b, 10, true, 3)),
-               {E100(), Eres(res, b)}, 0, false,
+               {E100(), Eres(res, upper(b))},
+               0,
+               false,
+               "H(upper) END5:0 END1:100 D0"});
+  v.push_back({"pv0_with_body_echo_204",
+               rm("echo", "Preview: 0\r\n", preview_body(b, 0, false)) + next_echo(),
+               {E204(), E204()},
+               0,
+               false,
+               "H(echo) D0 H(echo) D0"});
+  v.push_back(
+      {"pv0_ieof_empty_body_upper",
+       respmod("upper", "Preview: 0\r\n", kReqGet, res_200(0), true, "0; ieof\r\n\r\n").str(),
+       {Eres(res_200(0), "")},
+       0,
+       false,
+       "H(upper) END3:0 D0"});
+  v.push_back({"pv10_cont_explicit_then_read",
+               rm("cont", P10, preview_body(b, 10, true, 3)),
+               {E100(), Eres(res, b)},
+               0,
+               false,
                "H(cont) early=-3 END5:10 cont=0 cont2=-3 END1:100 D0"});
   v.push_back({"pv10_contna_echo_200_after_continue",
                rm("contna", P10, preview_body(b, 10, true, 6)) + next_echo(),
-               {E100(), Eres(res, b), E204()}, 0, false, "H(contna) END5:10 na=0 D0 H(echo) D0"});
+               {E100(), Eres(res, b), E204()},
+               0,
+               false,
+               "H(contna) END5:10 na=0 D0 H(echo) D0"});
   v.push_back({"pv10_contna_allow204_rest_discarded",
                rm("contna", P10 + kA204, preview_body(b, 10, true, 6)) + next_echo(),
-               {E100(), E204(), E204()}, 0, false, "H(contna) END5:10 na=0 D0 H(echo) D0"});
-  v.push_back({"pv100_ieof_contna_204", rm("contna", "Preview: 100\r\n", preview_body(b, 100, true)),
-               {E204()}, 0, false, "H(contna) END3:100 na=0 D0"});
-  v.push_back({"pv10_push_pause_resume", rm("push", P10, preview_body(b, 10, true, 7)),
-               {E100(), Eres(res, b)}, 0, false, "H(push) END5:10 cont=0 END1:100 D0"});
-  v.push_back({"pv_two_preview_chunks_upper",
-               rm("upper", P10, chunk(b.substr(0, 4)) + chunk(b.substr(4, 6)) + "0\r\n\r\n" +
-                                    chunked(b.substr(10), 30)),
-               {E100(), Eres(res, upper(b))}, 0, false, "H(upper) END5:10 END1:100 D0"});
-  for (const char *last : {"0;ieof", "0; foo=bar; ieof", "0 ; ieof", "0;ieof;x=\"a;b\"",
-                           "0; x=\"q\\\"uote\"; ieof"}) {
+               {E100(), E204(), E204()},
+               0,
+               false,
+               "H(contna) END5:10 na=0 D0 H(echo) D0"});
+  v.push_back({"pv100_ieof_contna_204",
+               rm("contna", "Preview: 100\r\n", preview_body(b, 100, true)),
+               {E204()},
+               0,
+               false,
+               "H(contna) END3:100 na=0 D0"});
+  v.push_back({"pv10_push_pause_resume",
+               rm("push", P10, preview_body(b, 10, true, 7)),
+               {E100(), Eres(res, b)},
+               0,
+               false,
+               "H(push) END5:10 cont=0 END1:100 D0"});
+  v.push_back(
+      {"pv_two_preview_chunks_upper",
+       rm("upper", P10,
+          chunk(b.substr(0, 4)) + chunk(b.substr(4, 6)) + "0\r\n\r\n" + chunked(b.substr(10), 30)),
+       {E100(), Eres(res, upper(b))},
+       0,
+       false,
+       "H(upper) END5:10 END1:100 D0"});
+  for (const char *last :
+       {"0;ieof", "0; foo=bar; ieof", "0 ; ieof", "0;ieof;x=\"a;b\"", "0; x=\"q\\\"uote\"; ieof"}) {
     v.push_back({std::string("pv_ieof_spelling_") + std::to_string(v.size()),
-                 rm("upper", "Preview: 100\r\n", chunked(b, 50, last)), {Eres(res, upper(b))}, 0,
-                 false, "H(upper) END3:100 D0"});
+                 rm("upper", "Preview: 100\r\n", chunked(b, 50, last)),
+                 {Eres(res, upper(b))},
+                 0,
+                 false,
+                 "H(upper) END3:100 D0"});
   }
   v.push_back({"pv_ieofx_is_not_ieof",
                rm("upper", "Preview: 100\r\n", chunked(b, 50, "0; ieofx") + "0\r\n\r\n"),
-               {E100(), Eres(res, upper(b))}, 0, false, "H(upper) END5:100 END1:100 D0"});
+               {E100(), Eres(res, upper(b))},
+               0,
+               false,
+               "H(upper) END5:100 END1:100 D0"});
   v.push_back({"pv_ieof_value_is_not_ieof",
                rm("upper", "Preview: 100\r\n", chunked(b, 50, "0; foo=ieof") + "0\r\n\r\n"),
-               {E100(), Eres(res, upper(b))}, 0, false, "H(upper) END5:100 END1:100 D0"});
+               {E100(), Eres(res, upper(b))},
+               0,
+               false,
+               "H(upper) END5:100 END1:100 D0"});
   {
     Exp e206;
     e206.status = 206;
@@ -759,17 +1061,29 @@ void add_previews(std::vector<Case> &v) {
     e206.ext = "use-original-body=0";
     v.push_back({"pv10_s206_use_original_body",
                  rm("s206", P10 + "Allow: 204, 206\r\n", preview_body(b, 10, false)) + next_echo(),
-                 {e206, E204()}, 0, false, "H(s206) D0 H(echo) D0"});
+                 {e206, E204()},
+                 0,
+                 false,
+                 "H(s206) D0 H(echo) D0"});
     v.push_back({"s206_no_preview_body_discarded",
-                 rm("s206", "Allow: 206\r\n", chunked(b, 10)) + next_echo(), {e206, E204()}, 0,
-                 false, "H(s206) D0 H(echo) D0"});
+                 rm("s206", "Allow: 206\r\n", chunked(b, 10)) + next_echo(),
+                 {e206, E204()},
+                 0,
+                 false,
+                 "H(s206) D0 H(echo) D0"});
     v.push_back({"pv10_s206_not_allowed_falls_back_204",
-                 rm("s206", P10, preview_body(b, 10, false)) + next_echo(), {E204(), E204()}, 0,
-                 false, "H(s206) sh=-1 na=0 D0 H(echo) D0"});
+                 rm("s206", P10, preview_body(b, 10, false)) + next_echo(),
+                 {E204(), E204()},
+                 0,
+                 false,
+                 "H(s206) sh=-1 na=0 D0 H(echo) D0"});
   }
   v.push_back({"pv10_reqmod_upper",
                reqmod("upper", P10, req_post(100), true, preview_body(b, 10, true, 5)).str(),
-               {E100(), Ereq(req_post(100), upper(b))}, 0, false, "H(upper) END5:10 END1:100 D0"});
+               {E100(), Ereq(req_post(100), upper(b))},
+               0,
+               false,
+               "H(upper) END5:10 END1:100 D0"});
 }
 
 std::vector<Case> all_cases() {
@@ -847,8 +1161,8 @@ void check_expectations(const Case &c, const EngineRun &run, const Parsed &p) {
       EXPECT_NE(p.resps[i].value("Connection"), "close") << "a response after Connection: close";
     }
   if (c.closes >= 0) {
-    EXPECT_EQ(run.closing || run.dead, c.closes == 1) << "closing=" << run.closing
-                                                      << " dead=" << run.dead;
+    EXPECT_EQ(run.closing || run.dead, c.closes == 1)
+        << "closing=" << run.closing << " dead=" << run.dead;
   }
   EXPECT_EQ(run.dead, c.dead);
   std::string want_wait = c.wait.empty() ? (run.closing || run.dead ? "none" : "idle") : c.wait;
@@ -867,8 +1181,8 @@ std::string run_summary(const Case &c, const std::function<void(EngineRun &)> &f
   Parsed p = parse_output(run.out);
   if (c.loose) {
     // Only what cannot depend on the split.
-    std::string s = "closing=" + std::to_string(run.closing) + " dead=" +
-                    std::to_string(run.dead) + " trace: " + run.ctx.trace;
+    std::string s = "closing=" + std::to_string(run.closing) + " dead=" + std::to_string(run.dead) +
+                    " trace: " + run.ctx.trace;
     for (const Resp &r : p.resps) s += " " + std::to_string(r.status);
     return s;
   }
@@ -903,7 +1217,8 @@ TEST_P(EngineCase, WholeSplitAndBytewise) {
     size_t head = c.input.find("\r\n\r\n") + 4;
     for (size_t k : {size_t{1}, size_t{37}, head - 1, head, head + 1, head + 200, n / 3, n / 2,
                      n - 4096, n - 7, n - 1}) {
-      if (!same("split at " + std::to_string(k), [&](EngineRun &r) { r.feed(c.input, {k}); })) return;
+      if (!same("split at " + std::to_string(k), [&](EngineRun &r) { r.feed(c.input, {k}); }))
+        return;
     }
     for (size_t piece : {size_t{65536}, size_t{4093}})
       if (!same("in pieces of " + std::to_string(piece),
@@ -972,10 +1287,10 @@ TEST(Engine, PreviewZeroNullBodyDoesNotWaitForAChunk) {
 TEST(Engine, WaitsForHandlerAfterPreviewWithout100) {
   EngineRun run({}, false);
   const std::string b = make_body(100, 3);
-  run.feed(respmod("late", "Preview: 10\r\n", kReqGet, res_200(100), true,
-                   preview_body(b, 10, false))
-               .str(),
-           {});
+  run.feed(
+      respmod("late", "Preview: 10\r\n", kReqGet, res_200(100), true, preview_body(b, 10, false))
+          .str(),
+      {});
   EXPECT_EQ(std::string(wait_name(run.s->wait())), "handler");
 }
 

@@ -36,18 +36,6 @@ bool valid_name(const char *s) {
     if (!icap::detail::is_tchar(static_cast<unsigned char>(*s))) return false;
   return true;
 }
-bool valid_text(const char *s) {
-  if (!s) return false;
-  for (; *s; s++)
-    if (*s == '\r' || *s == '\n') return false;
-  return true;
-}
-
-void append_hex(std::string &s, size_t n) {
-  char buf[24];
-  int len = snprintf(buf, sizeof buf, "%zx\r\n", n);
-  s.append(buf, static_cast<size_t>(len));
-}
 
 // Ends a pending read with `status` (the read's callback is then called, as
 // every successful read_chunk promises).
@@ -251,7 +239,7 @@ int icap_request_set_status(icap_request *r, int code) {
 }
 
 int icap_request_set_icap_header(icap_request *r, const char *name, const char *value) {
-  if (!r || !valid_name(name) || !valid_text(value)) return ICAP_EINVAL;
+  if (!r || !valid_name(name) || !icap::detail::valid_field_text(value)) return ICAP_EINVAL;
   if (!active(r) || r->answer_started()) return ICAP_ESTATE;
   using icap::detail::iequals;
   if (iequals(name, "Date") || iequals(name, "Server") || iequals(name, "Connection") ||
@@ -263,7 +251,7 @@ int icap_request_set_icap_header(icap_request *r, const char *name, const char *
 }
 
 int icap_request_set_http_status(icap_request *r, const char *line) {
-  if (!r || !valid_text(line) || !*line) return ICAP_EINVAL;
+  if (!r || !icap::detail::valid_field_text(line) || !*line) return ICAP_EINVAL;
   if (!active(r) || r->answer_started()) return ICAP_ESTATE;
   r->http_line = line;
   r->http_line_is_status = true;
@@ -271,7 +259,7 @@ int icap_request_set_http_status(icap_request *r, const char *line) {
 }
 
 int icap_request_set_http_request(icap_request *r, const char *line) {
-  if (!r || !valid_text(line) || !*line) return ICAP_EINVAL;
+  if (!r || !icap::detail::valid_field_text(line) || !*line) return ICAP_EINVAL;
   if (r->head.method != ICAP_METHOD_REQMOD) return ICAP_EINVAL;
   if (!active(r) || r->answer_started()) return ICAP_ESTATE;
   r->http_line = line;
@@ -280,7 +268,7 @@ int icap_request_set_http_request(icap_request *r, const char *line) {
 }
 
 int icap_request_add_http_header(icap_request *r, const char *name, const char *value) {
-  if (!r || !valid_name(name) || !valid_text(value)) return ICAP_EINVAL;
+  if (!r || !valid_name(name) || !icap::detail::valid_field_text(value)) return ICAP_EINVAL;
   if (!active(r) || r->answer_started()) return ICAP_ESTATE;
   r->http_headers.add(name, value);
   return 0;
@@ -363,7 +351,7 @@ int icap_request_send_chunk(icap_request *r, const char *data, size_t len) {
   if (len == 0) return icap_request_end(r);
   std::string c;
   c.reserve(len + 16);
-  append_hex(c, len);
+  icap::detail::append_chunk_head(c, len);
   c.append(data, len);
   c += "\r\n";
   r->session->emit(c);
@@ -376,7 +364,7 @@ int icap_request_send_chunk_zc(icap_request *r, const char *data, size_t len,
   if (!r || !data || !len) return ICAP_EINVAL;
   if (!active(r) || r->resp != RespState::kHead) return ICAP_ESTATE;
   std::string c;
-  append_hex(c, len);
+  icap::detail::append_chunk_head(c, len);
   r->session->emit(c);
   r->session->emit_zc(data, len, release, user);
   r->session->emit("\r\n");

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "protocol/headers.hpp"
 #include "server/server.hpp"
 
 namespace icap::detail {
@@ -15,13 +16,6 @@ void server_stop(icap_server *srv);
 namespace {
 
 bool configurable(const icap_server *srv) { return srv && srv->state.load() == icap_server::kNew; }
-
-bool valid_text(const char *s) {
-  if (!s) return false;
-  for (; *s; s++)
-    if (*s == '\r' || *s == '\n') return false;
-  return true;
-}
 
 // A default ISTag: unique per service and start, at most 30 characters.
 std::string default_istag(const std::string &name) {
@@ -71,7 +65,7 @@ uint64_t icap_server_get_limit(const icap_server *srv, icap_limit which) {
 }
 
 int icap_server_set_server_header(icap_server *srv, const char *value) {
-  if (!srv || !valid_text(value) || !*value) return ICAP_EINVAL;
+  if (!srv || !icap::detail::valid_field_text(value) || !*value) return ICAP_EINVAL;
   if (!configurable(srv)) return ICAP_ESTATE;
   srv->server_header = value;
   return 0;
@@ -124,7 +118,8 @@ void icap_server_stop(icap_server *srv) {
 }
 
 int icap_server_add_service(icap_server *srv, const char *name, icap_service **out) {
-  if (!srv || !name || !out || !valid_text(name) || strchr(name, '?') || strchr(name, ' '))
+  if (!srv || !name || !out || !icap::detail::valid_field_text(name) || strchr(name, '?') ||
+      strchr(name, ' '))
     return ICAP_EINVAL;
   if (!configurable(srv)) return ICAP_ESTATE;
   try {
@@ -189,7 +184,7 @@ int icap_service_set_transfer(icap_service *svc, const char *preview, const char
                               const char *complete) {
   if (!svc) return ICAP_EINVAL;
   for (const char *s : {preview, ignore, complete})
-    if (s && !valid_text(s)) return ICAP_EINVAL;
+    if (s && !icap::detail::valid_field_text(s)) return ICAP_EINVAL;
   svc->has_transfer_preview = preview != nullptr;
   svc->transfer_preview = preview ? preview : "";
   svc->has_transfer_ignore = ignore != nullptr;
@@ -200,7 +195,8 @@ int icap_service_set_transfer(icap_service *svc, const char *preview, const char
 }
 
 int icap_service_add_options_header(icap_service *svc, const char *name, const char *value) {
-  if (!svc || !name || !*name || !valid_text(name) || strchr(name, ':') || !valid_text(value))
+  if (!svc || !name || !*name || !icap::detail::valid_field_text(name) || strchr(name, ':') ||
+      !icap::detail::valid_field_text(value))
     return ICAP_EINVAL;
   svc->options_headers.add(name, value);
   return 0;

@@ -1,5 +1,6 @@
 #include "protocol/chunked.hpp"
 
+#include <cstdio>
 #include <string_view>
 
 #include "protocol/headers.hpp"
@@ -12,6 +13,12 @@ namespace {
 // rejected: real clients send a few bytes ("fbff", "0; ieof").
 constexpr size_t kMaxLine = 4096;
 }  // namespace
+
+void append_chunk_head(std::string &out, size_t n) {
+  char buf[24];
+  int len = snprintf(buf, sizeof buf, "%zx\r\n", n);
+  out.append(buf, static_cast<size_t>(len));
+}
 
 void ChunkDecoder::reset() {
   state_ = kSizeLine;

@@ -9,6 +9,9 @@
 
 namespace icap::detail {
 
+// Appends "<size in hex>\r\n", the head of one chunk of n bytes.
+void append_chunk_head(std::string &out, size_t n);
+
 class ChunkDecoder {
  public:
   enum Event {

@@ -15,6 +15,13 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
+bool valid_field_text(const char *s) noexcept {
+  if (!s) return false;
+  for (; *s; s++)
+    if (*s == '\r' || *s == '\n') return false;
+  return true;
+}
+
 std::string_view trim_ows(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);

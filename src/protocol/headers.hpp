@@ -11,6 +11,10 @@ namespace icap::detail {
 
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
+// True for a NUL-terminated string without CR or LF: what the API accepts
+// as a header value or start line, so a caller cannot inject a header.
+bool valid_field_text(const char *s) noexcept;
+
 // Trims spaces and horizontal tabs at both ends.
 std::string_view trim_ows(std::string_view s) noexcept;
 

@@ -19,11 +19,6 @@ bool parse_decimal(std::string_view s, uint64_t &out) {
   return true;
 }
 
-void append_hex(std::string &s, size_t n) {
-  char buf[24];
-  int len = snprintf(buf, sizeof buf, "%zx\r\n", n);
-  s.append(buf, static_cast<size_t>(len));
-}
 }  // namespace
 
 const std::string &http_date_now() {
@@ -377,7 +372,7 @@ bool Session::step_body() {
       if (m == BodyMode::kDiscard) return true;
       if (m == BodyMode::kEcho) {
         std::string head;
-        append_hex(head, dlen);
+        append_chunk_head(head, dlen);
         emit(head);
         emit(std::string_view(data, dlen));
         emit("\r\n");
@@ -677,7 +672,7 @@ void Session::start_echo(icap_request *r) {
   r->resp_has_body = true;
   if (!r->preview_copy.empty()) {
     std::string c;
-    append_hex(c, r->preview_copy.size());
+    append_chunk_head(c, r->preview_copy.size());
     c += r->preview_copy;
     c += "\r\n";
     emit(c);

@@ -336,7 +336,6 @@ int icap_request_send_headers(icap_request *r, int has_body) {
   h += "\r\n";
   h += head;
   s->emit(h);
-  r->resp_has_body = has_body != 0;
   r->resp = has_body ? RespState::kHead : RespState::kDone;
   if (r->resp == RespState::kDone)
     s->after_response_done(r);

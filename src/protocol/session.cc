@@ -669,7 +669,6 @@ void Session::start_echo(icap_request *r) {
     return;
   }
   r->resp = RespState::kHead;
-  r->resp_has_body = true;
   if (!r->preview_copy.empty()) {
     std::string c;
     append_chunk_head(c, r->preview_copy.size());

@@ -80,7 +80,6 @@ struct icap_request {
   bool read_error = false;
   uint64_t preview_bytes = 0;
   std::string preview_copy;  // preview bytes the handler read (for an echo)
-  bool echo_preview_pending = false;
 
   // The response.
   icap::detail::RespState resp = icap::detail::RespState::kNone;
@@ -90,7 +89,6 @@ struct icap_request {
   std::string http_line;  // start line of the encapsulated HTTP message
   bool http_line_is_status = false;
   icap::detail::HeaderList http_headers;
-  bool resp_has_body = false;
   bool close_after = false;
 
   bool in_preview_phase() const { return preview >= 0 && !continued; }

@@ -247,6 +247,7 @@ void Connection::on_shutdown(uv_shutdown_t *req, int) {
 void Connection::close(int status) {
   if (closing_) return;
   closing_ = true;
+  dirty = false;
   session_.shutdown(status);
   w_->connection_closed(this);
   uv_close(reinterpret_cast<uv_handle_t *>(&tcp), on_closed);

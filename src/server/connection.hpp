@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <deque>
 
 #include "protocol/session.hpp"
@@ -29,6 +30,7 @@ class Connection final : public SessionHost {
 
   uv_tcp_t tcp;
   bool dirty = false;
+  size_t slot = SIZE_MAX;  // index in the worker's connection list
 
   // SessionHost
   void session_output() override;

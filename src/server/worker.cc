@@ -63,6 +63,7 @@ void Worker::on_connection(uv_stream_t *server, int status) {
     return;
   }
   uint64_t n = w->srv_->connections.fetch_add(1) + 1;
+  c->slot = w->conns_.size();
   w->conns_.push_back(c);
   if (n > w->srv_->limits[ICAP_LIMIT_CONNECTIONS]) {
     // Over the hard limit: a short 503 and close. Clients that honour
@@ -81,9 +82,10 @@ void Worker::on_connection(uv_stream_t *server, int status) {
 }
 
 void Worker::connection_closed(Connection *c) {
-  auto it = std::find(conns_.begin(), conns_.end(), c);
-  if (it != conns_.end()) {
-    *it = conns_.back();
+  // O(1): each connection knows its slot; the last one moves into it.
+  if (c->slot < conns_.size() && conns_[c->slot] == c) {
+    conns_[c->slot] = conns_.back();
+    conns_[c->slot]->slot = c->slot;
     conns_.pop_back();
     srv_->connections.fetch_sub(1);
   }
@@ -100,8 +102,8 @@ void Worker::flush_dirty() {
     list.swap(dirty_);
     for (size_t i = 0; i < list.size(); i++) {
       Connection *c = list[i];
-      // A connection closed during this loop was removed from conns_.
-      if (std::find(conns_.begin(), conns_.end(), c) == conns_.end()) continue;
+      // A connection closed during this loop has dirty == false; its memory
+      // lives until its close callbacks, which run in a later loop phase.
       if (c->dirty) c->flush();
     }
   }

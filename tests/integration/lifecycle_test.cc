@@ -358,6 +358,7 @@ TEST(Stop, UnderLoadNoDispatchedTransactionIsLost) {
   const int kClients = 40;
   std::atomic<int> answered{0}, bad{0}, after_stop_keepalive{0}, cut{0};
   std::atomic<bool> stopped{false};
+  std::atomic<int64_t> stop_done_ns{0};
   std::mutex err_mu;
   std::string first_error;
   std::vector<std::thread> threads;
@@ -377,7 +378,16 @@ TEST(Stop, UnderLoadNoDispatchedTransactionIsLost) {
           i++;
           bool resp = (i + t) % 2 != 0;
           std::string body = "load " + std::to_string(t) + "/" + std::to_string(i);
-          bool stop_seen_before = stopped.load();
+          // The stop reaches the workers asynchronously (a wake-up), so
+          // only a request sent well after icap_server_stop() returned must
+          // be answered with Connection: close.
+          int64_t since = stop_done_ns.load();
+          bool stop_seen_before =
+              since != 0 &&
+              std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+                          .count() -
+                      since >
+                  100 * 1000 * 1000;
           if (!c.send_all(
                   resp ? respmod("load", body) : reqmod_get("load", "http://o/", "Allow: 204\r\n"),
                   ms(3000)))
@@ -410,6 +420,8 @@ TEST(Stop, UnderLoadNoDispatchedTransactionIsLost) {
   int before = answered.load();
   stopped = true;
   s.stop();
+  stop_done_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
   bool returned = s.wait_returned(ms(8000));
   for (auto &th : threads) th.join();
   ASSERT_TRUE(returned) << "icap_server_run did not return under load\n" << s.logs_text();

@@ -106,18 +106,43 @@ def http_status(r, section="res-hdr"):
     return lines[0] if lines else ""
 
 
+def wait_istag(svc, prefix):
+    """The service's ISTag once it starts with `prefix` (polled, bounded)."""
+    tag = None
+    for _ in range(100):
+        tag = svc.istag()
+        if tag and tag.startswith(prefix):
+            return tag
+        time.sleep(0.1)
+    raise AssertionError("ISTag %s never started with %s" % (tag, prefix))
+
+
 @unittest.skipUnless(BIN and os.access(BIN, os.X_OK), "ICAP_CLAMAV not set")
 @unittest.skipUnless(fx.clamd_binary(), "clamd not installed (Debian: clamav-daemon)")
-class RealClamd(unittest.TestCase):
+class WithClamd(unittest.TestCase):
+    """One real clamd for the class, and one icap-clamav per entry of
+    SERVICES (attribute name -> extra arguments) on it."""
+
+    SERVICES = {}
+
     @classmethod
     def setUpClass(cls):
         cls.clamd = fx.Clamd().start()
-        cls.svc = Service("--clamd", "unix:" + cls.clamd.socket)
+        cls.running = []
+        for name, extra in cls.SERVICES.items():
+            svc = Service("--clamd", "unix:" + cls.clamd.socket, *extra)
+            cls.running.append(svc)
+            setattr(cls, name, svc)
 
     @classmethod
     def tearDownClass(cls):
-        cls.svc.stop()
+        for svc in cls.running:
+            svc.stop()
         cls.clamd.cleanup()
+
+
+class RealClamd(WithClamd):
+    SERVICES = {"svc": ()}
 
     def assertBlocked(self, r, threat=fx.EICAR_NAME, section="res-hdr"):
         self.assertEqual(r.status, 200, r)
@@ -177,33 +202,17 @@ class RealClamd(unittest.TestCase):
 
     def test_istag_from_clamd_version(self):
         # "ClamAV 1.4.6" without a .cvd database: AV-nodb-<hash>.
-        tag = None
-        for _ in range(100):
-            tag = self.svc.istag()
-            if tag and tag.startswith('"AV-nodb-'):
-                break
-            time.sleep(0.1)
-        self.assertRegex(tag or "", r'^"AV-nodb-[0-9a-f]{8}"$')
+        tag = wait_istag(self.svc, '"AV-nodb-')
+        self.assertRegex(tag, r'^"AV-nodb-[0-9a-f]{8}"$')
         self.assertEqual(self.svc.respmod(b"x").header("ISTag"), tag)
 
 
-@unittest.skipUnless(BIN and os.access(BIN, os.X_OK), "ICAP_CLAMAV not set")
-@unittest.skipUnless(fx.clamd_binary(), "clamd not installed (Debian: clamav-daemon)")
-class Options(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.clamd = fx.Clamd().start()
-        sock = "unix:" + cls.clamd.socket
-        cls.skip = Service("--clamd", sock, "--skip-type", "image/", "--skip-ext", "JPG",
-                           "--istag", "fixed-tag")
-        cls.small_pass = Service("--clamd", sock, "--max-size", "4096")
-        cls.small_block = Service("--clamd", sock, "--max-size", "4096", "--oversize", "block")
-
-    @classmethod
-    def tearDownClass(cls):
-        for s in (cls.skip, cls.small_pass, cls.small_block):
-            s.stop()
-        cls.clamd.cleanup()
+class Options(WithClamd):
+    SERVICES = {
+        "skip": ("--skip-type", "image/", "--skip-ext", "JPG", "--istag", "fixed-tag"),
+        "small_pass": ("--max-size", "4096"),
+        "small_block": ("--max-size", "4096", "--oversize", "block"),
+    }
 
     def test_skip_type_and_extension(self):
         infected = b"\x89PNG" + EICAR
@@ -234,6 +243,22 @@ class Options(unittest.TestCase):
             self.assertIn(b"Too large to scan", r.body)
 
 
+def check_fail_modes(test, closed, opened, bodies, detail=b""):
+    """clamd cannot scan: the fail-closed service blocks every body with a
+    'scan failed' page (naming `detail`), the --fail-open one passes them,
+    even EICAR (204 in the preview, or the body echoed)."""
+    for body in bodies:
+        r = closed.respmod(body)
+        test.assertTrue(http_status(r).startswith("HTTP/1.1 403"), r.sections)
+        test.assertIn(b"Virus scan failed", r.body)
+        test.assertIn(detail, r.body)
+        test.assertIsNone(r.header("X-Infection-Found"))
+    test.assertEqual(opened.respmod(EICAR).status, 204)
+    big = bodies[-1]
+    r = opened.respmod(big, allow=())
+    test.assertEqual((r.status, r.body), (200, big))
+
+
 @unittest.skipUnless(BIN and os.access(BIN, os.X_OK), "ICAP_CLAMAV not set")
 @unittest.skipUnless(fx.clamd_binary(), "clamd not installed (Debian: clamav-daemon)")
 class ClamdStopped(unittest.TestCase):
@@ -250,15 +275,7 @@ class ClamdStopped(unittest.TestCase):
                 self.assertEqual(s.respmod(b"x" * 5000).status, 204)
                 self.assertIsNotNone(s.respmod(EICAR).header("X-Infection-Found"))
             clamd.stop()
-            for body in (b"clean", noise(5000), noise(200000)):
-                r = closed.respmod(body)
-                self.assertTrue(http_status(r).startswith("HTTP/1.1 403"), r.sections)
-                self.assertIn(b"Virus scan failed", r.body)
-                self.assertIsNone(r.header("X-Infection-Found"))
-            self.assertEqual(opened.respmod(EICAR).status, 204)  # unscanned
-            big = noise(200000)
-            r = opened.respmod(big, allow=())
-            self.assertEqual((r.status, r.body), (200, big))
+            check_fail_modes(self, closed, opened, (b"clean", noise(5000), noise(200000)))
         finally:
             closed.stop()
             opened.stop()
@@ -289,15 +306,8 @@ class FakeClamd(unittest.TestCase):
         closed = Service("--clamd", sock, "--scan-timeout", "300")
         opened = Service("--clamd", sock, "--scan-timeout", "300", "--fail-open")
         try:
-            for body in (b"small", noise(300000)):
-                r = closed.respmod(body)
-                self.assertTrue(http_status(r).startswith("HTTP/1.1 403"), r.sections)
-                self.assertIn(b"Virus scan failed", r.body)
-                self.assertIn(b"no progress for 300 ms", r.body)
-            self.assertEqual(opened.respmod(EICAR).status, 204)
-            big = noise(300000)
-            r = opened.respmod(big, allow=())
-            self.assertEqual((r.status, r.body), (200, big))
+            check_fail_modes(self, closed, opened, (b"small", noise(300000)),
+                             b"no progress for 300 ms")
         finally:
             closed.stop()
             opened.stop()
@@ -309,19 +319,11 @@ class FakeClamd(unittest.TestCase):
         sock, _ = self.start_fake("version", vf)
         svc = Service("--clamd", sock, "--istag-refresh", "200")
         try:
-            def wait_for(prefix):
-                tag = None
-                for _ in range(100):
-                    tag = svc.istag()
-                    if tag.startswith(prefix):
-                        return tag
-                    time.sleep(0.1)
-                self.fail("ISTag %s never started with %s" % (tag, prefix))
-            first = wait_for('"AV-27000-')
+            first = wait_istag(svc, '"AV-27000-')
             self.assertEqual(svc.respmod(b"clean").status, 204)
             with open(vf, "w") as f:
                 f.write("ClamAV 1.0.7/27001/Tue Dec  2 09:00:00 2026\n")
-            second = wait_for('"AV-27001-')
+            second = wait_istag(svc, '"AV-27001-')
             self.assertNotEqual(first, second)
             self.assertLessEqual(len(second), 32)
         finally:

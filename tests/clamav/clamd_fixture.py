@@ -29,10 +29,18 @@ def clamd_binary():
     return None
 
 
-class Clamd:
-    """A clamd on a Unix socket in its own directory; start() / stop()."""
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    def __init__(self, workdir=None):
+
+class Clamd:
+    """A clamd on a Unix socket in its own directory; start() / stop().
+    With tcp=True it listens on 127.0.0.1:self.tcp_port as well (a port the
+    kernel chose free just before)."""
+
+    def __init__(self, workdir=None, tcp=False):
         # Unix socket paths are limited to 107 bytes: keep the dir short.
         self.dir = workdir or tempfile.mkdtemp(prefix="clamd.", dir="/tmp")
         self.socket = os.path.join(self.dir, "clamd.sock")
@@ -52,6 +60,10 @@ class Clamd:
             "StreamMaxLength 64M",
             "SelfCheck 0",
         ]
+        self.tcp_port = None
+        if tcp:
+            self.tcp_port = free_port()
+            conf += ["TCPSocket %d" % self.tcp_port, "TCPAddr 127.0.0.1"]
         if os.getuid() == 0:
             conf.append("User root")  # Debian's default would be clamav
         self.conf = os.path.join(self.dir, "clamd.conf")

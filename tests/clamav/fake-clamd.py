@@ -6,7 +6,8 @@
   --mode version   answer VERSION with the first line of --version-file
                    (re-read every time) and every INSTREAM with "stream: OK"
 
-Runs until SIGTERM/SIGINT or --max-lifetime seconds.
+--accept-log FILE gets one line per accepted connection. Runs until
+SIGTERM/SIGINT or --max-lifetime seconds.
 """
 import argparse
 import os
@@ -85,6 +86,7 @@ def main():
     ap.add_argument("--socket", required=True)
     ap.add_argument("--mode", choices=("stall", "version"), required=True)
     ap.add_argument("--version-file")
+    ap.add_argument("--accept-log")
     ap.add_argument("--max-lifetime", type=float, default=600)
     a = ap.parse_args()
     if os.path.exists(a.socket):
@@ -100,6 +102,9 @@ def main():
             conn, _ = srv.accept()
         except socket.timeout:
             continue
+        if a.accept_log:
+            with open(a.accept_log, "a") as f:
+                f.write("accepted\n")
         threading.Thread(target=handle, args=(conn, a.mode, a.version_file), daemon=True).start()
     return 0
 

@@ -200,11 +200,42 @@ class RealClamd(WithClamd):
         self.assertEqual(self.svc.reqmod(noise(5000)).status, 204)
         self.assertEqual(self.svc.reqmod(None).status, 204)
 
+    def test_client_gone_mid_scan(self):
+        # The client leaves in the middle of a long body: the scan is
+        # cancelled (its clamd connection closed, not pooled) and the
+        # service goes on serving.
+        head, rest = ic.build("RESPMOD", "avscan", self.svc.port,
+                              req_hdr=ic.http_request_head(),
+                              res_hdr=ic.http_response_head(), body=noise(400000), preview=1024)
+        for _ in range(5):
+            with ic.Client(self.svc.port) as c:
+                c.send(head)
+                self.assertEqual(c.read_response().status, 100)
+                c.send(rest[:150000])
+        self.assertEqual(self.svc.respmod(noise(3000)).status, 204)
+        self.assertIsNotNone(self.svc.respmod(EICAR).header("X-Infection-Found"))
+
     def test_istag_from_clamd_version(self):
         # "ClamAV 1.4.6" without a .cvd database: AV-nodb-<hash>.
         tag = wait_istag(self.svc, '"AV-nodb-')
         self.assertRegex(tag, r'^"AV-nodb-[0-9a-f]{8}"$')
         self.assertEqual(self.svc.respmod(b"x").header("ISTag"), tag)
+
+
+@unittest.skipUnless(BIN and os.access(BIN, os.X_OK), "ICAP_CLAMAV not set")
+@unittest.skipUnless(fx.clamd_binary(), "clamd not installed (Debian: clamav-daemon)")
+class TcpClamd(unittest.TestCase):
+    def test_clamd_over_tcp(self):
+        clamd = fx.Clamd(tcp=True).start()
+        svc = Service("--clamd", "127.0.0.1:%d" % clamd.tcp_port)
+        try:
+            self.assertEqual(svc.respmod(noise(20000)).status, 204)
+            r = svc.respmod(noise(100) + EICAR + noise(100000))
+            self.assertEqual(r.header("X-Infection-Found"),
+                             "Type=0; Resolution=2; Threat=%s;" % fx.EICAR_NAME)
+        finally:
+            svc.stop()
+            clamd.cleanup()
 
 
 class Options(WithClamd):
@@ -289,8 +320,9 @@ class FakeClamd(unittest.TestCase):
     def start_fake(self, mode, version_file=None):
         d = tempfile.mkdtemp(prefix="fakeclamd.", dir="/tmp")
         sock = os.path.join(d, "s")
+        self.accepted = os.path.join(d, "accepted")
         args = [sys.executable, os.path.join(HERE, "fake-clamd.py"), "--socket", sock,
-                "--mode", mode, "--max-lifetime", "300"]
+                "--mode", mode, "--max-lifetime", "300", "--accept-log", self.accepted]
         if version_file:
             args += ["--version-file", version_file]
         p = subprocess.Popen(args)
@@ -311,6 +343,18 @@ class FakeClamd(unittest.TestCase):
         finally:
             closed.stop()
             opened.stop()
+
+    def test_pool_reuses_one_connection(self):
+        # A fixed ISTag: no VERSION polls, so every connection is a scan's.
+        sock, _ = self.start_fake("version", os.devnull)
+        svc = Service("--clamd", sock, "--istag", "fixed")
+        try:
+            for i in range(30):  # one after the other: one pooled session
+                self.assertEqual(svc.respmod(noise(100 + i, i)).status, 204)
+        finally:
+            svc.stop()
+        with open(self.accepted) as f:
+            self.assertEqual(len(f.readlines()), 1)
 
     def test_istag_follows_clamd_version(self):
         vf = os.path.join(tempfile.mkdtemp(prefix="fakever.", dir="/tmp"), "version")

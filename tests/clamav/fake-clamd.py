@@ -5,6 +5,8 @@
                    clamd that hangs (the scan timeout must apply)
   --mode version   answer VERSION with the first line of --version-file
                    (re-read every time) and every INSTREAM with "stream: OK"
+  --mode error     the same, but every INSTREAM gets clamd's reply to a
+                   stream over its StreamMaxLength (an ERROR)
 
 --accept-log FILE gets one line per accepted connection. Runs until
 SIGTERM/SIGINT or --max-lifetime seconds.
@@ -19,7 +21,7 @@ import threading
 import time
 
 
-def serve_version(conn, version_file):
+def serve_version(conn, version_file, verdict=b"stream: OK"):
     buf = b""
     session = False
     n = 0
@@ -58,7 +60,7 @@ def serve_version(conn, version_file):
                     break
                 need(length)
                 buf = buf[length:]
-            reply(b"stream: OK")
+            reply(verdict)
         elif cmd == b"zEND":
             return
         else:
@@ -72,6 +74,8 @@ def handle(conn, mode, version_file):
         if mode == "stall":
             while conn.recv(65536):
                 pass
+        elif mode == "error":
+            serve_version(conn, version_file, b"INSTREAM size limit exceeded. ERROR")
         else:
             serve_version(conn, version_file)
     except (OSError, EOFError):
@@ -84,7 +88,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--socket", required=True)
-    ap.add_argument("--mode", choices=("stall", "version"), required=True)
+    ap.add_argument("--mode", choices=("stall", "version", "error"), required=True)
     ap.add_argument("--version-file")
     ap.add_argument("--accept-log")
     ap.add_argument("--max-lifetime", type=float, default=600)

@@ -201,6 +201,22 @@ class RealClamd(WithClamd):
         self.assertEqual(self.svc.reqmod(noise(5000)).status, 204)
         self.assertEqual(self.svc.reqmod(None).status, 204)
 
+    def test_concurrent_scans(self):
+        # 24 transactions at once on both workers, all through the one
+        # clamd I/O thread: every verdict belongs to its own body.
+        import concurrent.futures
+        def one(i):
+            body = noise(1000 + 9000 * i, i)
+            if i % 3 == 0:
+                body = body[:500] + EICAR + body[500:]
+            r = self.svc.respmod(body, allow=())
+            if i % 3 == 0:
+                return i, r.header("X-Infection-Found") is not None
+            return i, r.status == 200 and r.body == body
+        with concurrent.futures.ThreadPoolExecutor(12) as ex:
+            results = list(ex.map(one, range(24)))
+        self.assertEqual([ok for _, ok in results], [True] * 24, results)
+
     def test_client_gone_mid_scan(self):
         # The client leaves in the middle of a long body: the scan is
         # cancelled (its clamd connection closed, not pooled) and the
@@ -334,16 +350,22 @@ class FakeClamd(unittest.TestCase):
         self.addCleanup(lambda: (p.terminate(), p.wait(10)))
         return "unix:" + sock, d
 
-    def test_stalled_clamd_times_out(self):
-        sock, _ = self.start_fake("stall")
-        closed = Service("--clamd", sock, "--scan-timeout", "300")
-        opened = Service("--clamd", sock, "--scan-timeout", "300", "--fail-open")
+    def fail_modes_on(self, mode, detail, *extra):
+        """A fail-closed and a --fail-open service on a fake clamd."""
+        sock, _ = self.start_fake(mode, os.devnull)
+        closed = Service("--clamd", sock, *extra)
+        opened = Service("--clamd", sock, "--fail-open", *extra)
         try:
-            check_fail_modes(self, closed, opened, (b"small", noise(300000)),
-                             b"no progress for 300 ms")
+            check_fail_modes(self, closed, opened, (b"small", noise(300000)), detail)
         finally:
             closed.stop()
             opened.stop()
+
+    def test_stalled_clamd_times_out(self):
+        self.fail_modes_on("stall", b"no progress for 300 ms", "--scan-timeout", "300")
+
+    def test_clamd_error_reply(self):
+        self.fail_modes_on("error", b"INSTREAM size limit exceeded. ERROR", "--istag", "fixed")
 
     def test_pool_reuses_one_connection(self):
         # A fixed ISTag: no VERSION polls, so every connection is a scan's.

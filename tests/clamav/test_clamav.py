@@ -9,6 +9,7 @@ tests/python (icapclient) and this directory.
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -336,6 +337,7 @@ class ClamdStopped(unittest.TestCase):
 class FakeClamd(unittest.TestCase):
     def start_fake(self, mode, version_file=None):
         d = tempfile.mkdtemp(prefix="fakeclamd.", dir="/tmp")
+        self.addCleanup(shutil.rmtree, d, True)
         sock = os.path.join(d, "s")
         self.accepted = os.path.join(d, "accepted")
         args = [sys.executable, os.path.join(HERE, "fake-clamd.py"), "--socket", sock,
@@ -380,7 +382,9 @@ class FakeClamd(unittest.TestCase):
             self.assertEqual(len(f.readlines()), 1)
 
     def test_istag_follows_clamd_version(self):
-        vf = os.path.join(tempfile.mkdtemp(prefix="fakever.", dir="/tmp"), "version")
+        vd = tempfile.mkdtemp(prefix="fakever.", dir="/tmp")
+        self.addCleanup(shutil.rmtree, vd, True)
+        vf = os.path.join(vd, "version")
         with open(vf, "w") as f:
             f.write("ClamAV 1.0.7/27000/Mon Dec  1 09:00:00 2026\n")
         sock, _ = self.start_fake("version", vf)

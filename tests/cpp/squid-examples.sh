@@ -11,6 +11,11 @@
 #                      icap-body-rewrite (RESPMOD body_rewrite, --from Squid
 #                                         --to Calamari)
 #                      icap-scanner      (RESPMOD scanner, --exempt image/)
+#                      icap-clamav       (REQMOD+RESPMOD avscan on a clamd with
+#                                         the EICAR signature; examples/clamav)
+#                      icap-clamav-down-open, icap-clamav-down-closed
+#                                        (the same with clamd unreachable,
+#                                         with and without --fail-open)
 #   --keep             keep the temp dir (configs, logs, responses)
 #   -v                 details on stderr
 #
@@ -45,7 +50,8 @@ case "$EXAMPLE" in
     icap-header-rewrite) MODE=respmod; SERVICE=header_rewrite ;;
     icap-body-rewrite) MODE=respmod; SERVICE=body_rewrite ;;
     icap-scanner) MODE=respmod; SERVICE=scanner ;;
-    *) die "--example must be icap-url-filter, icap-header-rewrite, icap-body-rewrite or icap-scanner" ;;
+    icap-clamav|icap-clamav-down-open|icap-clamav-down-closed) MODE=both; SERVICE=avscan ;;
+    *) die "--example must be icap-url-filter, icap-header-rewrite, icap-body-rewrite, icap-scanner or icap-clamav[-down-open|-down-closed]" ;;
 esac
 
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
@@ -133,6 +139,11 @@ late = 3 * 1024 * 1024 - 30
 put("eicar-late.bin", noise(late) + eicar + noise(5 * 1024 * 1024 - late - len(eicar)))
 put("eicar.png", b"\x89PNG\r\n\x1a\n" + eicar + noise(3000))               # exempt type
 put("clean-5m.bin", noise(5 * 1024 * 1024))
+put("clean-1k.bin", noise(1024))
+put("clean-100k.bin", noise(100 * 1024))
+M5 = 5 * 1024 * 1024
+for where, at in (("start", 100), ("mid", M5 // 2), ("end", M5 - len(eicar) - 10)):
+    put("eicar-%s-5m.bin" % where, noise(at) + eicar + noise(M5 - at - len(eicar)))
 with open(os.path.join(os.path.dirname(d), "eicar.sig"), "wb") as f:
     f.write(eicar + b"\n")
 PY
@@ -178,8 +189,15 @@ write_conf() {
         echo "icap_preview_size 1024"
         echo "icap_send_client_ip on"
         echo "icap_io_timeout 30 seconds"
-        echo "icap_service svc ${MODE}_precache icap://$ICAP/$SERVICE bypass=off"
-        echo "adaptation_access svc allow all"
+        if [ "$MODE" = both ]; then
+            echo "icap_service svc_req reqmod_precache icap://$ICAP/$SERVICE bypass=off"
+            echo "icap_service svc_resp respmod_precache icap://$ICAP/$SERVICE bypass=off"
+            echo "adaptation_access svc_req allow all"
+            echo "adaptation_access svc_resp allow all"
+        else
+            echo "icap_service svc ${MODE}_precache icap://$ICAP/$SERVICE bypass=off"
+            echo "adaptation_access svc allow all"
+        fi
         echo 'logformat ex %ts.%03tu %icap::rm %icap::Hs %icap::to %icap::<st %ru'
         echo "icap_log stdio:$SQD/icap.log ex"
     } > "$SQD/squid.conf"
@@ -306,12 +324,57 @@ icap-scanner)
     check exempt-image "$ORIGIN/eicar.png?exempt" -- \
         'want_code 200 exempt-image; same_as exempt-image "$F/eicar.png"; s=$(icap_status_of eicar.png?exempt); [ "$s" = "204 " ] || printf "ICAP status for the exempt image: %s(want 204 in the preview); " "$s"'
     ;;
+icap-clamav)
+    # Clean objects of every size arrive byte-identical.
+    for f in empty.html clean-1k.bin clean-100k.bin clean-5m.bin; do
+        check "clean-$f" "$ORIGIN/$f" -- \
+            "want_code 200 clean-$f; same_as clean-$f \"\$F/$f\""
+    done
+    # In the first --hold bytes: a 403 page naming the signature.
+    for f in eicar-small.txt eicar-start-5m.bin; do
+        check "blocked-$f" "$ORIGIN/$f" -- \
+            "want_code 403 blocked-$f; body_has blocked-$f 'Virus found'; body_has blocked-$f Libicap.Test.EICAR"
+    done
+    # Later: clamd's verdict comes at the end of the stream, so the answer
+    # has started; it is aborted and the object never arrives whole. The
+    # last --hold bytes are withheld until the verdict, so a signature
+    # near the end is never delivered either.
+    for f in eicar-mid-5m.bin eicar-end-5m.bin eicar-late.bin; do
+        check "cut-off-$f" "$ORIGIN/$f" -- \
+            "[ \"\$(sha_of \"\$TMP/out/cut-off-$f.body\")\" = \"\$(sha_of \"\$F/$f\")\" ] && printf 'the whole file was delivered; '; [ \"\$CODE\" = 200 ] || [ \"\$CODE\" = 000 ] || [ \"\$CODE\" = 500 ] || [ \"\$CODE\" = 403 ] || printf 'unexpected HTTP %s; ' \"\$CODE\""
+    done
+    check cut-off-end-no-signature "$ORIGIN/eicar-end-5m.bin" -- \
+        'grep -qaF -f "$TMP/eicar.sig" "$TMP/out/cut-off-end-no-signature.body" && printf "the signature was delivered; "; true'
+    # Uploads (REQMOD): the origin never sees an infected body.
+    fetch upload-eicar "$ORIGIN/echo" --data-binary "@$F/eicar-start-5m.bin" -H 'Expect:'
+    result upload-eicar "$(want_code 403 upload-eicar; body_has upload-eicar 'Virus found')"
+    fetch upload-eicar-small "$ORIGIN/echo" --data-binary "@$F/eicar-small.txt" -H 'Expect:'
+    result upload-eicar-small "$(want_code 403 upload-eicar-small; body_has upload-eicar-small Libicap.Test.EICAR)"
+    fetch upload-clean "$ORIGIN/echo" --data-binary "@$F/clean-100k.bin" -H 'Expect:'
+    result upload-clean "$(want_code 200 upload-clean; body_has upload-clean 'received 102400')"
+    ;;
+icap-clamav-down-closed)
+    # clamd unreachable, fail-closed (the default): everything scanned is
+    # blocked with a page saying why.
+    for f in clean-1k.bin clean-100k.bin eicar-small.txt; do
+        check "blocked-$f" "$ORIGIN/$f" -- \
+            "want_code 403 blocked-$f; body_has blocked-$f 'Virus scan failed'"
+    done
+    check no-body-passes "$ORIGIN/empty.html" -- 'want_code 200 no-body-passes'
+    ;;
+icap-clamav-down-open)
+    # clamd unreachable, --fail-open: everything passes unscanned.
+    for f in clean-1k.bin clean-100k.bin eicar-small.txt eicar-start-5m.bin; do
+        check "passed-$f" "$ORIGIN/$f" -- \
+            "want_code 200 passed-$f; same_as passed-$f \"\$F/$f\""
+    done
+    ;;
 esac
 
 # ------------------------------------------------------------- squid ok ---
-# (the scanner cuts eicar-late.bin off on purpose: Squid may log that one
-# as an ICAP error)
-bad=$(awk '$4 ~ /^ICAP_ERR/ && $6 !~ /eicar-late/ { print $2, $3, $4, $6 }' "$SQD/icap.log" 2>/dev/null | head -n 3 | tr '\n' ';')
+# (the scanners cut eicar-late.bin, and icap-clamav eicar-mid/end-5m.bin,
+# off on purpose: Squid may log those as ICAP errors)
+bad=$(awk '$4 ~ /^ICAP_ERR/ && $6 !~ /eicar-(late|mid-5m|end-5m)/ { print $2, $3, $4, $6 }' "$SQD/icap.log" 2>/dev/null | head -n 3 | tr '\n' ';')
 result icap-log-clean "${bad:+ICAP errors in icap.log: $bad}"
 bad=$(grep -E 'suspending ICAP|ICAP service is down|essential ICAP|assertion|FATAL' "$SQD/cache.log" 2>/dev/null | head -n 2 | cut -c1-200 | tr '\n' ';')
 result cache-log-clean "${bad:+$bad}"

@@ -9,6 +9,10 @@
  *
  *   icap-echo [--host 127.0.0.1] [--port 1344] [--workers N]
  *             [--max-connections N] [--verbose]
+ *
+ * Started by systemd socket activation (LISTEN_FDS, see listen_fds.h) it
+ * serves on the passed sockets instead of --host/--port. SIGTERM drains:
+ * it stops accepting at once and exits when its connections are done.
  */
 #include <icap/icap.h>
 
@@ -16,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "listen_fds.h"
 
 static icap_server *g_server;
 
@@ -76,7 +82,8 @@ int main(int argc, char **argv) {
   if (rc == 0) rc = icap_server_add_service(srv, "echo", &svc);
   if (rc == 0) rc = icap_service_set_handler(svc, ICAP_METHOD_REQMOD, echo_handler, NULL);
   if (rc == 0) rc = icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, echo_handler, NULL);
-  if (rc == 0) rc = icap_server_listen(srv, host, port);
+  int inherited = 0; /* sockets passed by socket activation (listen_fds.h) */
+  if (rc == 0) rc = example_listen(srv, host, port, &inherited);
   if (rc != 0) {
     fprintf(stderr, "icap-echo: cannot start on %s:%d: %s\n", host, port, icap_strerror(rc));
     icap_server_free(srv);
@@ -91,7 +98,11 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  fprintf(stderr, "icap-echo: listening on icap://%s:%d/echo\n", host, icap_server_port(srv, 0));
+  if (inherited)
+    fprintf(stderr, "icap-echo: listening on %d inherited socket(s), port %d\n", inherited,
+            icap_server_port(srv, 0));
+  else
+    fprintf(stderr, "icap-echo: listening on icap://%s:%d/echo\n", host, icap_server_port(srv, 0));
   rc = icap_server_run(srv);
   icap_server_free(srv);
   if (rc != 0) {

@@ -12,6 +12,8 @@
 
 #include <icap/icap.hpp>
 
+#include "../listen_fds.h"
+
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -88,6 +90,19 @@ inline void on_stop_signal(int) {
   if (icap::Server* s = g_server.load()) s->stop();
 }
 
+/* Listen on the sockets that socket activation passed (LISTEN_FDS, see
+ * examples/listen_fds.h), else on --host/--port. */
+inline void listen(icap::Server& srv, const Args& a, const char* name) {
+  int inherited = 0;
+  int rc = example_listen(srv.native_handle(), a.host.c_str(), a.port, &inherited);
+  icap::detail::check(rc, inherited ? "icap_server_listen_fd" : "icap_server_listen");
+  if (inherited)
+    std::fprintf(stderr, "%s: listening on %d inherited socket(s), port %d\n", name, inherited,
+                 srv.port(0));
+  else
+    std::fprintf(stderr, "%s: listening on %s:%d\n", name, a.host.c_str(), srv.port(0));
+}
+
 /* Log to stderr, apply --workers, listen, and stop on SIGINT/SIGTERM. */
 inline void setup(icap::Server& srv, const Args& a, const char* name) {
   srv.log(
@@ -101,8 +116,7 @@ inline void setup(icap::Server& srv, const Args& a, const char* name) {
       },
       a.verbose ? ICAP_LOG_DEBUG : ICAP_LOG_INFO);
   srv.workers(a.workers);
-  srv.listen(a.host, a.port);
-  std::fprintf(stderr, "%s: listening on %s:%d\n", name, a.host.c_str(), srv.port(0));
+  listen(srv, a, name);
 
   g_server.store(&srv);
   struct sigaction sa {};

@@ -180,6 +180,23 @@ ICAP_EXTERN int icap_server_set_log(icap_server *srv, icap_log_level min_level, 
  * ICAP_ESTATE (running). Errors happen here, not later in run. */
 ICAP_EXTERN int icap_server_listen(icap_server *srv, const char *host, int port);
 
+/* Adopt `fd`, a TCP socket (IPv4 or IPv6) that is already bound and
+ * listening, for example one passed by systemd socket activation
+ * (LISTEN_FDS) or by a supervisor that keeps it open across restarts. On
+ * success the fd is taken: the server accepts from it (every worker loop
+ * polls it; the kernel hands each connection to one of them), sets
+ * close-on-exec and non-blocking mode on it, and closes its descriptors
+ * when icap_server_stop() begins the drain (or in icap_server_free() if
+ * the server never ran). The socket itself may stay open in other
+ * processes: a stopping server only stops accepting from it, and
+ * connections still waiting in its backlog are left to whoever else
+ * accepts from it (the new instance during a restart). No socket of its own is ever opened on that
+ * port, SO_REUSEPORT or not. It counts as a listen address for
+ * icap_server_port(), in the order of the calls. On failure the fd is left
+ * untouched and still the caller's. Before run only. Returns 0,
+ * ICAP_EINVAL (not a listening TCP socket), ICAP_ESTATE, ICAP_ENOMEM. */
+ICAP_EXTERN int icap_server_listen_fd(icap_server *srv, int fd);
+
 /* The port of the idx-th listen address (0-based), or a negative code. */
 ICAP_EXTERN int icap_server_port(const icap_server *srv, unsigned idx);
 
@@ -190,8 +207,11 @@ ICAP_EXTERN int icap_server_port(const icap_server *srv, unsigned idx);
 ICAP_EXTERN int icap_server_run(icap_server *srv);
 
 /* Ask a server to stop: stop accepting, finish in-flight transactions
- * (bounded by ICAP_LIMIT_DRAIN_TIMEOUT_MS), close idle connections, and
- * return from icap_server_run(). Thread-safe and async-signal-safe; may be
+ * (bounded by ICAP_LIMIT_DRAIN_TIMEOUT_MS), and return from
+ * icap_server_run(). Every response that starts after the stop says
+ * Connection: close. A kept-alive connection that is idle stays open for a
+ * short grace (1 s, at most half the drain timeout) so that a request
+ * already on its way is answered rather than lost, then is closed. Thread-safe and async-signal-safe; may be
  * called before run (run then returns at once) and more than once. */
 ICAP_EXTERN void icap_server_stop(icap_server *srv);
 

@@ -1297,6 +1297,12 @@ class Server {
     detail::check(icap_server_listen(srv(), host.c_str(), port), "icap_server_listen");
     return *this;
   }
+  /* Adopt a bound, listening TCP socket (systemd socket activation, a
+   * supervisor); the server takes the fd (see icap_server_listen_fd). */
+  Server& listen_fd(int fd) {
+    detail::check(icap_server_listen_fd(srv(), fd), "icap_server_listen_fd");
+    return *this;
+  }
   /* Worker loops (threads); 0 = number of CPUs. */
   Server& workers(unsigned n) {
     detail::check(icap_server_set_workers(srv(), n), "icap_server_set_workers");

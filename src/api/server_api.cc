@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "api/guard.hpp"
 #include "protocol/headers.hpp"
 #include "server/server.hpp"
 
@@ -205,3 +206,17 @@ int icap_service_add_options_header(icap_service *svc, const char *name, const c
 const char *icap_service_name(const icap_service *svc) { return svc ? svc->name.c_str() : ""; }
 
 }  // extern "C"
+
+// ---------------------------------------------- inherited listeners ---
+
+namespace icap::detail {
+int server_listen_fd(icap_server *srv, int fd);
+}  // namespace icap::detail
+
+extern "C" int icap_server_listen_fd(icap_server *srv, int fd) {
+  return icap::detail::guard([&]() -> int {
+    if (!srv || fd < 0) return ICAP_EINVAL;
+    if (!configurable(srv)) return ICAP_ESTATE;
+    return icap::detail::server_listen_fd(srv, fd);
+  });
+}

@@ -1,5 +1,6 @@
 #include "server/connection.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace icap::detail {
@@ -10,6 +11,9 @@ namespace {
 // client has read our last answer.
 constexpr uint64_t kLingerMs = 2000;
 constexpr size_t kMaxIov = 128;
+// How long a connection that is idle during a drain stays open for a request
+// that may already be on its way (drain_idle_deadline()).
+constexpr uint64_t kDrainIdleGraceMs = 1000;
 }  // namespace
 
 Connection::Connection(Worker *w)
@@ -144,12 +148,6 @@ void Connection::update() {
     linger();
     return;
   }
-  // During a drain, a connection whose last transaction just finished (it
-  // began before the stop, so it said keep-alive) is done now.
-  if (w_->draining() && session_.wait() == Session::Wait::kIdle) {
-    linger();
-    return;
-  }
   bool want = session_.wants_input();
   if (want && !reading_) {
     if (uv_read_start(reinterpret_cast<uv_stream_t *>(&tcp), on_alloc, on_read) == 0)
@@ -174,6 +172,12 @@ void Connection::update() {
       break;
     case Session::Wait::kIdle:
       timeout = l[ICAP_LIMIT_IDLE_TIMEOUT_MS];
+      if (w_->draining()) {
+        // Idle during a drain: see drain_idle_deadline().
+        uint64_t deadline = drain_idle_deadline();
+        uv_timer_start(&timer_, on_timer, deadline > now ? deadline - now : 0, 0);
+        return;
+      }
       break;
     case Session::Wait::kHead:
     case Session::Wait::kBody:
@@ -202,6 +206,10 @@ void Connection::on_timer(uv_timer_t *t) {
   }
   Session::Wait w = c->session_.wait();
   if (w == Session::Wait::kNone) return;
+  if (w == Session::Wait::kIdle && c->w_->draining()) {
+    c->linger();
+    return;
+  }
   c->session_.timed_out(w);
   c->flush();
   c->w_->flush_dirty();
@@ -209,11 +217,23 @@ void Connection::on_timer(uv_timer_t *t) {
 
 void Connection::drain() {
   if (closing_ || lingering_) return;  // a lingering one ends by itself
-  if (idle()) {
-    close(ICAP_ECANCELED);
-  } else {
-    session_output();  // re-evaluate; responses now say Connection: close
-  }
+  // Re-evaluate: the next response says Connection: close, and an idle
+  // connection gets its grace timer (update()).
+  session_output();
+}
+
+uint64_t Connection::drain_idle_deadline() const {
+  // Closing a kept-alive connection the moment it is idle would lose a
+  // request that the client has already sent but that has not arrived yet
+  // (it would find the connection closed, or reset). So an idle connection
+  // stays open and reading for a grace period, counted from when it became
+  // idle or from the start of the drain, whichever is later. A request that
+  // arrives meanwhile is answered, with Connection: close; after the grace
+  // the connection is closed with linger() (FIN first, then whatever still
+  // arrives is read and dropped instead of causing a reset).
+  uint64_t grace =
+      std::min<uint64_t>(kDrainIdleGraceMs, w_->server()->limits[ICAP_LIMIT_DRAIN_TIMEOUT_MS] / 2);
+  return std::max(wait_since_, w_->drain_started()) + grace;
 }
 
 void Connection::linger() {

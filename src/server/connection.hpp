@@ -25,7 +25,8 @@ class Connection final : public SessionHost {
   // Closes now (drain timeout, server stop). Ends any transaction.
   void close(int status);
   bool idle() const { return session_.wait() == Session::Wait::kIdle; }
-  // Server drain: close when idle, otherwise after the current transaction.
+  // Server drain: the next response says Connection: close and the
+  // connection closes after it; an idle one closes after a grace period.
   void drain();
 
   uv_tcp_t tcp;
@@ -55,6 +56,7 @@ class Connection final : public SessionHost {
   void update();  // reading on/off, timers, close
   void linger();
   void release_handles();
+  uint64_t drain_idle_deadline() const;
 
   Worker *w_;
   Session session_;

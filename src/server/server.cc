@@ -86,6 +86,7 @@ int sockaddr_for(const std::string &host, int port, sockaddr_storage *ss, sockle
 // Another socket on the same address and (already chosen) port for a
 // further worker, or a duplicate of the first when SO_REUSEPORT is missing.
 int worker_socket(const icap_server::Listener &l) {
+  if (l.inherited) return ::fcntl(l.fd, F_DUPFD_CLOEXEC, 0);
   sockaddr_storage ss;
   socklen_t len;
   if (sockaddr_for(l.host, l.port, &ss, &len) == 0) {
@@ -125,6 +126,18 @@ int probe_port(sockaddr_storage *ss, socklen_t len) {
   return 0;
 }
 
+// The port a bound socket is on (and its family), or -1.
+static int bound_port(int fd, int *family) {
+  sockaddr_storage bound;
+  socklen_t blen = sizeof bound;
+  if (getsockname(fd, reinterpret_cast<sockaddr *>(&bound), &blen) != 0) return -1;
+  *family = bound.ss_family;
+  if (bound.ss_family == AF_INET6)
+    return ntohs(reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port);
+  if (bound.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
+  return -1;
+}
+
 int server_listen(icap_server *srv, const char *host, int port) {
   sockaddr_storage ss;
   socklen_t len;
@@ -132,15 +145,10 @@ int server_listen(icap_server *srv, const char *host, int port) {
   if (int rc = probe_port(&ss, len)) return rc;
   int fd;
   if (int rc = open_listener(reinterpret_cast<sockaddr *>(&ss), len, &fd)) return rc;
-  sockaddr_storage bound;
-  socklen_t blen = sizeof bound;
-  getsockname(fd, reinterpret_cast<sockaddr *>(&bound), &blen);
   icap_server::Listener l;
   l.host = host ? host : "";
   l.fd = fd;
-  l.family = bound.ss_family;
-  l.port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port)
-                                       : ntohs(reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
+  l.port = bound_port(fd, &l.family);
   srv->listeners.push_back(l);
   return 0;
 }
@@ -204,6 +212,38 @@ void server_stop(icap_server *srv) {
   srv->stop_requested.store(true);
   unsigned n = srv->workers_ready.load();
   for (unsigned i = 0; i < n; i++) srv->worker_list[i]->wake();
+}
+
+}  // namespace icap::detail
+
+namespace icap::detail {
+
+// Adopts a listening TCP socket that someone else bound (systemd, a
+// supervisor, the previous process). Checked here so that a wrong
+// descriptor fails this call, not icap_server_run(); on failure the caller
+// still owns `fd`.
+int server_listen_fd(icap_server *srv, int fd) {
+  int type = 0, listening = 0;
+  socklen_t n = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &n) != 0 || type != SOCK_STREAM)
+    return ICAP_EINVAL;
+  n = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &n) != 0 || !listening)
+    return ICAP_EINVAL;
+  int family = 0;
+  int port = bound_port(fd, &family);
+  if (port <= 0 || (family != AF_INET && family != AF_INET6)) return ICAP_EINVAL;
+  icap_server::Listener l;
+  l.fd = fd;
+  l.family = family;
+  l.port = port;
+  l.inherited = true;
+  srv->listeners.push_back(l);
+  // Only now is the descriptor ours: do not leak it into programs that the
+  // service may start (the socket stays shared with whoever passed it).
+  int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  return 0;
 }
 
 }  // namespace icap::detail

@@ -33,6 +33,10 @@ struct icap_server {
     int port = 0;  // the bound port
     int fd = -1;   // bound and listening; further per-worker sockets at run
     int family = 0;
+    // Adopted with icap_server_listen_fd(): it may be shared with another
+    // process, so further workers poll duplicates of this very socket and
+    // never open sockets of their own on its port.
+    bool inherited = false;
   };
   std::vector<Listener> listeners;
 

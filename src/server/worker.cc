@@ -187,6 +187,8 @@ int Worker::offload(icap_request *req, icap_work_cb work, icap_post_cb done, voi
 
 void Worker::begin_drain() {
   draining_ = true;
+  uv_update_time(&loop_);
+  drain_started_ = uv_now(&loop_);
   for (uv_tcp_t *t : listeners_)
     if (!uv_is_closing(reinterpret_cast<uv_handle_t *>(t)))
       uv_close(reinterpret_cast<uv_handle_t *>(t), nullptr);

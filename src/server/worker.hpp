@@ -39,6 +39,7 @@ class Worker {
   unsigned index() const { return index_; }
   uv_loop_t *loop() { return &loop_; }
   bool draining() const { return draining_; }
+  uint64_t drain_started() const { return drain_started_; }  // loop time, ms
   char *read_buffer() { return read_buf_; }
   static constexpr size_t kReadBufferSize = 64 * 1024;
 
@@ -77,6 +78,7 @@ class Worker {
   bool accepting_posts_ = true;
   std::atomic<bool> async_alive_{false};
   bool draining_ = false;
+  uint64_t drain_started_ = 0;
   bool finished_ = false;
   unsigned offloads_ = 0;
   char read_buf_[kReadBufferSize];

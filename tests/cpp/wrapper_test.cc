@@ -4,7 +4,11 @@
 // 127.0.0.1:0 in a thread and talks raw ICAP to it over TCP.
 #include "test_support.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <map>
@@ -723,3 +727,28 @@ TEST(Callbacks, MemberFunctionHandlerViaLambdaAndStdFunction) {
 }
 
 }  // namespace
+
+/* ----------------------------------------------------- inherited sockets --- */
+
+// Server::listen_fd() adopts a listening socket (its port is reported) and
+// turns a refusal into icap::Error, leaving the descriptor to the caller.
+TEST(Server, ListenFdAdoptsAListeningSocket) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  icap::Server s;
+  try {
+    s.listen_fd(fd);  // bound but not listening
+    ADD_FAILURE() << "listen_fd on a socket that does not listen did not throw";
+  } catch (const icap::Error& e) {
+    EXPECT_EQ(e.code(), ICAP_EINVAL);
+  }
+  ASSERT_EQ(::listen(fd, 16), 0);
+  s.listen_fd(fd);  // the server owns fd now
+  EXPECT_EQ(s.port(0), ntohs(a.sin_port));
+}

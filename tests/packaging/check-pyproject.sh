@@ -23,7 +23,10 @@ py=${ICAP_SYSTEM_PYTHON:-/usr/bin/python3}
   --disable-pip-version-check "$tmp/src" >"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log"; exit 1; }
 version=$(sed -n 's/^#define ICAP_VERSION_STRING "\(.*\)"/\1/p' "$src/include/icap/version.h")
 cd "$tmp"  # not next to a source checkout: the installed copy must be used
-LIBICAP_LIBRARY=$lib PYTHONDONTWRITEBYTECODE=1 "$tmp/venv/bin/python" - "$tmp/venv" "$version" <<'PY'
+# In a sanitizer build the runtime must be loaded before the instrumented
+# libicap.so (ICAP_TEST_PRELOAD), for this import only.
+env ${ICAP_TEST_PRELOAD:+LD_PRELOAD=$ICAP_TEST_PRELOAD ASAN_OPTIONS=detect_leaks=0} \
+  LIBICAP_LIBRARY=$lib PYTHONDONTWRITEBYTECODE=1 "$tmp/venv/bin/python" - "$tmp/venv" "$version" <<'PY'
 import importlib.metadata, sys
 import libicap
 venv, version = sys.argv[1], sys.argv[2]

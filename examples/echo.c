@@ -13,14 +13,19 @@
  * Started by systemd socket activation (LISTEN_FDS, see listen_fds.h) it
  * serves on the passed sockets instead of --host/--port. SIGTERM drains:
  * it stops accepting at once and exits when its connections are done.
+ *
+ * A malformed option (`--port abc`, `--port 70000`) is an error: a message
+ * and exit status 2. A server that cannot start (the port is taken) prints
+ * icap_strerror()'s text and exits with status 1.
  */
+#include <getopt.h>
 #include <icap/icap.h>
-
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "listen_fds.h"
 
 static icap_server *g_server;
@@ -42,34 +47,67 @@ static void log_line(icap_server *srv, icap_log_level level, const char *msg, vo
   fprintf(stderr, "icap-echo: %s: %s\n", names[level], msg);
 }
 
-static void usage(int status) {
-  fprintf(status ? stderr : stdout,
+static void usage(FILE *out) {
+  fprintf(out,
           "usage: icap-echo [--host ADDR] [--port N] [--workers N] "
           "[--max-connections N] [--verbose]\n");
-  exit(status);
+}
+
+/* Reads the number option `name` into `*out`, or says why it cannot and
+ * exits with status 2, the usual status of a command-line error. */
+static unsigned long long number_arg(const char *name, const char *value, unsigned long long max) {
+  unsigned long long v;
+  if (example_parse_number(value, max, &v) == 0) return v;
+  fprintf(stderr, "icap-echo: --%s '%s': expected a number from 0 to %llu\n", name, value, max);
+  usage(stderr);
+  exit(2);
 }
 
 int main(int argc, char **argv) {
+  static const struct option options[] = {
+      {"host", required_argument, NULL, 'H'},
+      {"port", required_argument, NULL, 'p'},
+      {"workers", required_argument, NULL, 'w'},
+      {"max-connections", required_argument, NULL, 'c'},
+      {"verbose", no_argument, NULL, 'v'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
   const char *host = "127.0.0.1";
   int port = 1344;
   unsigned workers = 0;
   int verbose = 0;
   unsigned long max_conns = 0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--host") && i + 1 < argc)
-      host = argv[++i];
-    else if (!strcmp(argv[i], "--port") && i + 1 < argc)
-      port = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
-      workers = (unsigned)atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--max-connections") && i + 1 < argc)
-      max_conns = strtoul(argv[++i], NULL, 10);
-    else if (!strcmp(argv[i], "--verbose"))
-      verbose = 1;
-    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-      usage(0);
-    else
-      usage(2);
+  int opt;
+  while ((opt = getopt_long(argc, argv, "H:p:w:c:vh", options, NULL)) != -1) {
+    switch (opt) {
+      case 'H':
+        host = optarg;
+        break;
+      case 'p':
+        port = (int)number_arg("port", optarg, 65535);
+        break;
+      case 'w':
+        workers = (unsigned)number_arg("workers", optarg, 1024);
+        break;
+      case 'c':
+        max_conns = (unsigned long)number_arg("max-connections", optarg, 1000000000);
+        break;
+      case 'v':
+        verbose = 1;
+        break;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default: /* getopt_long has printed what is wrong */
+        usage(stderr);
+        return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "icap-echo: unexpected argument '%s'\n", argv[optind]);
+    usage(stderr);
+    return 2;
   }
 
   icap_server *srv;

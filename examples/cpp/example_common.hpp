@@ -1,6 +1,7 @@
 /*
  * What every C++ example shares: the command line (--host, --port,
- * --workers, -v, plus the example's own options), a log callback that
+ * --workers, -v, plus the example's own options, parsed with getopt_long and
+ * checked: `--port abc` is an error), a log callback that
  * prints to stderr, and a clean stop on SIGINT/SIGTERM.
  *
  * Stopping: the signal handler calls icap::Server::stop(), which only calls
@@ -10,6 +11,7 @@
 #ifndef ICAP_EXAMPLE_COMMON_HPP
 #define ICAP_EXAMPLE_COMMON_HPP
 
+#include <getopt.h>
 #include <icap/icap.hpp>
 
 #include "../listen_fds.h"
@@ -21,6 +23,9 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "../cli.h"
 
 namespace example {
 
@@ -31,12 +36,25 @@ struct Args {
   bool verbose = false;
 };
 
-/* An example's own option: `name` takes a value when `takes_value`. */
+/* An example's own option, given with its value: `name` is "--block" etc. */
 using OptionFn = std::function<bool(std::string_view name, const char* value)>;
 
-/* Parse the command line. `extra(name, value)` handles the example's own
- * options and returns false for unknown ones; `extra_usage` lists them.
- * Prints usage and exits on --help or an error. */
+/* A number option: digits only, from 0 to `max`; anything else (`13x0`,
+ * `-1`, `70000` for a port) prints why and exits with status 2. */
+inline unsigned long long number_option(const char* prog, std::string_view name, const char* value,
+                                        unsigned long long max) {
+  unsigned long long v = 0;
+  if (example_parse_number(value, max, &v) == 0) return v;
+  std::fprintf(stderr, "%s: %.*s '%s': expected a number from 0 to %llu\n", prog,
+               static_cast<int>(name.size()), name.data(), value, max);
+  std::exit(2);
+}
+
+/* Parse the command line with getopt_long. `extra(name, value)` handles the
+ * example's own options, all of which take a value and are listed in
+ * `valued` ("--block"...); `extra_usage` shows them. Prints usage and exits
+ * with status 0 on --help and 2 on an error: an unknown option, a missing
+ * value, a malformed number, a stray argument. */
 inline Args parse_args(int argc, char** argv, const char* what, const char* extra_usage = "",
                        const OptionFn& extra = nullptr,
                        std::initializer_list<std::string_view> valued = {}) {
@@ -47,37 +65,42 @@ inline Args parse_args(int argc, char** argv, const char* what, const char* extr
                  what);
     std::exit(code);
   };
-  for (int i = 1; i < argc; ++i) {
-    std::string_view opt = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s: %s needs a value\n", argv[0], argv[i]);
-        usage(2);
-      }
-      return argv[++i];
-    };
-    if (opt == "-h" || opt == "--help") {
+  enum { kHost = 256, kPort, kWorkers, kExtra };
+  std::vector<std::string> names;  // getopt_long keeps pointers to these
+  for (std::string_view v : valued) names.emplace_back(v.substr(v.find_first_not_of('-')));
+  std::vector<option> options = {{"host", required_argument, nullptr, kHost},
+                                 {"port", required_argument, nullptr, kPort},
+                                 {"workers", required_argument, nullptr, kWorkers},
+                                 {"verbose", no_argument, nullptr, 'v'},
+                                 {"help", no_argument, nullptr, 'h'}};
+  for (std::size_t i = 0; i < names.size(); ++i)
+    options.push_back({names[i].c_str(), required_argument, nullptr, kExtra + static_cast<int>(i)});
+  options.push_back({nullptr, 0, nullptr, 0});
+
+  int opt;
+  while ((opt = getopt_long(argc, argv, "vh", options.data(), nullptr)) != -1) {
+    if (opt == 'h') {
       usage(0);
-    } else if (opt == "--host") {
-      a.host = value();
-    } else if (opt == "--port") {
-      a.port = std::atoi(value());
-    } else if (opt == "--workers") {
-      a.workers = static_cast<unsigned>(std::strtoul(value(), nullptr, 10));
-    } else if (opt == "-v" || opt == "--verbose") {
+    } else if (opt == 'v') {
       a.verbose = true;
-    } else {
-      bool has_value = false;
-      for (auto v : valued) has_value = has_value || v == opt;
-      const char* val = has_value ? value() : nullptr;
-      if (!extra || !extra(opt, val)) {
-        std::fprintf(stderr, "%s: unknown option %s\n", argv[0], argv[i]);
+    } else if (opt == kHost) {
+      a.host = optarg;
+    } else if (opt == kPort) {
+      a.port = static_cast<int>(number_option(argv[0], "--port", optarg, 65535));
+    } else if (opt == kWorkers) {
+      a.workers = static_cast<unsigned>(number_option(argv[0], "--workers", optarg, 1024));
+    } else if (opt >= kExtra && static_cast<std::size_t>(opt - kExtra) < names.size()) {
+      std::string name = "--" + names[opt - kExtra];
+      if (!extra || !extra(name, optarg)) {
+        std::fprintf(stderr, "%s: %s '%s': not accepted\n", argv[0], name.c_str(), optarg);
         usage(2);
       }
+    } else {
+      usage(2);  // getopt_long has printed what is wrong
     }
   }
-  if (a.port < 0 || a.port > 65535) {
-    std::fprintf(stderr, "%s: bad --port\n", argv[0]);
+  if (optind < argc) {
+    std::fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[optind]);
     usage(2);
   }
   return a;

@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
                             if (opt == "--exempt")
                               cfg.exempt.push_back(example::lower(value));
                             else if (opt == "--hold")
-                              cfg.hold = std::strtoull(value, nullptr, 10);
+                              cfg.hold = example::number_option(argv[0], opt, value, 1u << 30);
                             else
                               return false;
                             return true;

@@ -482,6 +482,13 @@ class Service:
         self._server._handlers[hid] = (self, code, fn)
         return fn
 
+    def _set_c_handler(self, method, cfunc, user):
+        """Install a ctypes HANDLER_CB directly (for libicap.pyicap, which
+        dispatches to its own threads); the caller keeps `cfunc` alive."""
+        check(lib.icap_service_set_handler(self._p, _method_code(method),
+                                           cfunc, user),
+              'icap_service_set_handler')
+
     def reqmod(self, fn):
         return self.set_handler(REQMOD, fn)
 

@@ -16,8 +16,10 @@ How it maps
   (reused for all its transactions, ended when the connection has been
   idle for libicap's idle timeout); without it the connections are served
   one at a time in the thread that calls ``handle_request()`` or
-  ``serve_forever()`` (that thread moves on to another connection when
-  the current one has no request waiting and another one has).
+  ``serve_forever()``: ``handle_request()`` serves one connection's
+  requests while they come back to back and returns when it has been
+  quiet for half a second (libicap tells no connection close) or another
+  connection has a request waiting.
 - A handler may block (sleep, call a scanner, wait for a lock): only its
   connection waits, the loop keeps serving every other one.
   ``read_chunk()`` blocks until data or the end arrives: the body is
@@ -684,7 +686,11 @@ class ICAPServer(socketserver.BaseServer):
                         return None
                     continue
                 return None if t is _CLOSE else t
-        deadline = time.monotonic() + self._idle
+        # Without threads: the connection's requests are served while they
+        # come back to back; once it has been quiet for _POLL seconds (no
+        # event tells that the client closed it) or another connection
+        # waits, handle() returns and handle_request() with it.
+        deadline = time.monotonic() + _POLL
         with self._cv:
             while True:
                 if not q.empty():

@@ -27,8 +27,9 @@ also writes the raw numbers.
 import argparse
 import json
 import os
+import re
+import select
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,25 +41,14 @@ BINDINGS = os.path.join(ROOT, 'bindings', 'python')
 SCENARIOS = ('respmod204', 'echo:1024', 'echo:65536', 'preview:4096:1024')
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, proc, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(('127.0.0.1', port), 0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+def read_port(proc, timeout=30):
+    """The port a server prints in its first line ("... listening on
+    HOST:PORT ..."): the servers bind port 0, so no port is guessed."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        return None
+    m = re.search(r'listening on [^ ]*:(\d+)', proc.stdout.readline())
+    return int(m.group(1)) if m else None
 
 
 def cpu_s(pid):
@@ -85,15 +75,13 @@ def rss_kib(pid):
 class ServerProc:
     def __init__(self, name, argv, env):
         self.name = name
-        self.port = free_port()
         self.proc = subprocess.Popen(
-            argv + ['--port', str(self.port)], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if not wait_port(self.port, self.proc):
-            err = ''
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().strip()[-400:]
+            argv + ['--port', '0'], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        self.port = read_port(self.proc)
+        if self.port is None:
             self.stop()
+            err = self.proc.stderr.read().strip()[-400:]
             raise RuntimeError('%s did not start: %s' % (name, err))
 
     def stop(self):
@@ -146,23 +134,28 @@ def measure(opts, srv, scenario, conns, rss):
 
 
 def blocking_row(opts, srv):
-    """respmod204 on 16 connections, alone and next to a sleeping handler."""
-    alone = bench(opts, srv.port, 'echo', 'respmod204', 16, opts.duration)
-    box = {}
-    sleeper = threading.Thread(target=lambda: box.update(r=bench(
-        opts, srv.port, 'sleep', 'respmod204', 1,
-        opts.duration + opts.warmup + 1)), daemon=True)
-    sleeper.start()
-    time.sleep(0.5)
-    beside = bench(opts, srv.port, 'echo', 'respmod204', 16, opts.duration)
-    sleeper.join(opts.duration + opts.warmup + 130)
-    slept = box.get('r', {})
-    return {'alone': alone['requests_per_s'],
-            'beside': beside['requests_per_s'],
-            'errors': alone['errors'] + alone['invalid'] + beside['errors'] +
-            beside['invalid'],
-            'sleeper_completed': slept.get('completed', 0),
-            'sleeper_errors': slept.get('errors', -1)}
+    """respmod204 on 16 connections, alone and next to a sleeping handler,
+    alternating for --rounds rounds (medians)."""
+    alone, beside, errors, slept, sleep_errors = [], [], 0, 0, 0
+    for _ in range(opts.rounds):
+        r = bench(opts, srv.port, 'echo', 'respmod204', 16, opts.duration)
+        alone.append(r['requests_per_s'])
+        errors += r['errors'] + r['invalid']
+        box = {}
+        sleeper = threading.Thread(target=lambda: box.update(r=bench(
+            opts, srv.port, 'sleep', 'respmod204', 1,
+            opts.duration + opts.warmup + 1)), daemon=True)
+        sleeper.start()
+        time.sleep(0.5)
+        r = bench(opts, srv.port, 'echo', 'respmod204', 16, opts.duration)
+        beside.append(r['requests_per_s'])
+        errors += r['errors'] + r['invalid']
+        sleeper.join(opts.duration + opts.warmup + 130)
+        slept += box.get('r', {}).get('completed', 0)
+        sleep_errors += max(0, box.get('r', {}).get('errors', 0))
+    return {'alone': statistics.median(alone),
+            'beside': statistics.median(beside), 'errors': errors,
+            'sleeper_completed': slept, 'sleeper_errors': sleep_errors}
 
 
 def ratio(a, b):

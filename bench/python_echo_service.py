@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """python_echo_service.py - pyicap's README echo service, for benchmarks.
 
-    python3 bench/python_echo_service.py --port N [--pyicap PATH]
+    python3 bench/python_echo_service.py [--port N] [--pyicap PATH]
 
 Without ``--pyicap`` it imports ``libicap.pyicap``; with it, the pyicap.py
 file at PATH (or in the directory PATH).  The handler code is the same
@@ -24,7 +24,8 @@ import sys
 import time
 
 ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-ap.add_argument('--port', type=int, required=True)
+ap.add_argument('--port', type=int, default=0,
+                help='0 (the default): the kernel picks one')
 ap.add_argument('--pyicap', help='pyicap.py, or the directory holding it')
 args = ap.parse_args()
 
@@ -76,7 +77,8 @@ signal.signal(signal.SIGTERM, _stop)
 signal.signal(signal.SIGINT, _stop)
 server = ThreadingSimpleServer(('127.0.0.1', args.port), ICAPHandler)
 print('python_echo_service.py: listening on 127.0.0.1:%d (%s)'
-      % (args.port, 'pyicap' if args.pyicap else 'libicap.pyicap'),
+      % (server.server_address[1],
+         'pyicap' if args.pyicap else 'libicap.pyicap'),
       flush=True)
 try:
     server.serve_forever()

@@ -13,6 +13,7 @@ from icapclient import (Client, build, http_request_head, http_response_head,
 
 from libicap.pyicap import *  # noqa: F401,F403 - as pyicap users do
 from libicap.pyicap import ICAPServer, BaseICAPRequestHandler, ICAPError
+from serving import Serving
 
 RESULTS = queue.Queue()
 FIELDS = ('command', 'request_uri', 'version', 'request_version',
@@ -250,17 +251,12 @@ class PyicapTestBase(unittest.TestCase):
         cls.server = cls.server_class(
             ('127.0.0.1', 0), Handler, workers=2,
             log=lambda level, msg: cls.logs.append((level, msg)))
-        cls.port = cls.server.server_address[1]
-        cls.thread = threading.Thread(target=cls.server.serve_forever,
-                                      kwargs={'poll_interval': 0.1},
-                                      daemon=True)
-        cls.thread.start()
+        cls.serving = Serving(cls.server)
+        cls.port = cls.serving.port
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.shutdown()
-        cls.server.server_close()
-        cls.thread.join(10)
+        cls.serving.close()
 
     def setUp(self):
         while not RESULTS.empty():

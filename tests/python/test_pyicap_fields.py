@@ -12,7 +12,6 @@ asks for the rest of the body (test_classic_copy_handler_preview_0).
 
 import queue
 import socketserver
-import threading
 import unittest
 
 from icapclient import Client, build, http_request_head, http_response_head, \
@@ -20,6 +19,7 @@ from icapclient import Client, build, http_request_head, http_response_head, \
 
 from libicap.pyicap import BaseICAPRequestHandler, ICAPServer
 from pyicap_copy_server import SEEN as COPIES, CopyHandler
+from serving import Serving
 
 SEEN = queue.Queue()
 FIELDS = ('command', 'request_uri', 'request_version', 'requestline',
@@ -65,18 +65,12 @@ RES = http_response_head('HTTP/1.1 200 OK',
 class FieldsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(('127.0.0.1', 0), Handler)
-        cls.port = cls.server.server_address[1]
-        cls.thread = threading.Thread(target=cls.server.serve_forever,
-                                      kwargs={'poll_interval': 0.1},
-                                      daemon=True)
-        cls.thread.start()
+        cls.serving = Serving(Server(('127.0.0.1', 0), Handler))
+        cls.port = cls.serving.port
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.shutdown()
-        cls.server.server_close()
-        cls.thread.join(10)
+        cls.serving.close()
 
     def seen(self):
         return SEEN.get(timeout=10)

@@ -17,6 +17,7 @@ import unittest
 from icapclient import Client, build, http_response_head, request
 
 from libicap.pyicap import BaseICAPRequestHandler, ICAPServer
+from serving import Serving
 
 RES = http_response_head('HTTP/1.1 200 OK', [('Content-Length', '5')])
 ENTERED = queue.Queue()
@@ -59,18 +60,12 @@ def respmod(port, service, client=None, headers=()):
 
 class ThreadingTest(unittest.TestCase):
     def setUp(self):
-        self.server = Threading(('127.0.0.1', 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={'poll_interval': 0.1},
-                                       daemon=True)
-        self.thread.start()
+        self.serving = Serving(Threading(('127.0.0.1', 0), Handler))
+        self.port = self.serving.port
 
     def tearDown(self):
         RELEASE.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+        self.serving.close()
 
     def test_blocking_handler_does_not_stall_others(self):
         RELEASE.clear()

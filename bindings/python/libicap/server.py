@@ -683,6 +683,15 @@ def _head_field(fn):
     return property(get, doc=fn.__doc__)
 
 
+def _text_field(name, cfunc, doc=None):
+    """A cached head field that is a C string (str, latin-1)."""
+    def fetch(self, p):
+        return dec(getattr(lib, cfunc)(p))
+    fetch.__name__ = name
+    fetch.__doc__ = doc
+    return _head_field(fetch)
+
+
 class Request:
     """One ICAP transaction, as seen by a handler (loop thread only).
 
@@ -741,17 +750,9 @@ class Request:
         """'OPTIONS', 'REQMOD' or 'RESPMOD'."""
         return _lib.METHOD_NAMES.get(lib.icap_request_method(p), '?')
 
-    @_head_field
-    def uri(self, p):
-        return dec(lib.icap_request_uri(p))
-
-    @_head_field
-    def version(self, p):
-        return dec(lib.icap_request_version(p))
-
-    @_head_field
-    def service_name(self, p):
-        return dec(lib.icap_request_service_name(p))
+    uri = _text_field('uri', 'icap_request_uri')
+    version = _text_field('version', 'icap_request_version')
+    service_name = _text_field('service_name', 'icap_request_service_name')
 
     @_head_field
     def client_address(self, p):
@@ -814,17 +815,10 @@ class Request:
         ptr = lib.icap_request_raw_section(self._ptr(), idx, byref(n))
         return string_at(ptr, n.value) if ptr and n.value else b''
 
-    @_head_field
-    def http_method(self, p):
-        return dec(lib.icap_request_http_method(p))
-
-    @_head_field
-    def http_uri(self, p):
-        return dec(lib.icap_request_http_uri(p))
-
-    @_head_field
-    def http_request_version(self, p):
-        return dec(lib.icap_request_http_req_version(p))
+    http_method = _text_field('http_method', 'icap_request_http_method')
+    http_uri = _text_field('http_uri', 'icap_request_http_uri')
+    http_request_version = _text_field('http_request_version',
+                                       'icap_request_http_req_version')
 
     @_head_field
     def http_status(self, p):
@@ -832,13 +826,9 @@ class Request:
         code = lib.icap_request_http_status(p)
         return None if code < 0 else code
 
-    @_head_field
-    def http_reason(self, p):
-        return dec(lib.icap_request_http_reason(p))
-
-    @_head_field
-    def http_response_version(self, p):
-        return dec(lib.icap_request_http_res_version(p))
+    http_reason = _text_field('http_reason', 'icap_request_http_reason')
+    http_response_version = _text_field('http_response_version',
+                                        'icap_request_http_res_version')
 
     @_head_field
     def has_body(self, p):

@@ -65,23 +65,19 @@ class Server(socketserver.ThreadingMixIn, ICAPServer):
     daemon_threads = True
 
 
-def _stop(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--host', default='127.0.0.1')
     ap.add_argument('--port', type=int, required=True)
     args = ap.parse_args()
-    signal.signal(signal.SIGTERM, _stop)
-    server = Server((args.host, args.port), CopyHandler)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    # SIGTERM as SIGINT: KeyboardInterrupt, then server_close() on the way
+    # out of the with block.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with Server((args.host, args.port), CopyHandler) as server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            return
 
 
 if __name__ == '__main__':

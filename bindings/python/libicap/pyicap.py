@@ -855,6 +855,61 @@ def _reject(t, code):
         pass
 
 
+# pyicap's _responses (HTTP's and ICAP's reason phrases, with the long
+# messages of Python 2's BaseHTTPServer), one "code short|long" per line.
+_RESPONSES = """
+100 Continue|Request received, please continue
+101 Switching Protocols|Switching to new protocol; obey Upgrade header
+200 OK|Request fulfilled, document follows
+201 Created|Document created, URL follows
+202 Accepted|Request accepted, processing continues off-line
+203 Non-Authoritative Information|Request fulfilled from cache
+204 No Content|Request fulfilled, nothing follows
+205 Reset Content|Clear input form for further input.
+206 Partial Content|Partial content follows.
+300 Multiple Choices|Object has several resources -- see URI list
+301 Moved Permanently|Object moved permanently -- see URI list
+302 Found|Object moved temporarily -- see URI list
+303 See Other|Object moved -- see Method and URL list
+304 Not Modified|Document has not changed since given time
+305 Use Proxy|You must use proxy specified in Location to access this resource.
+307 Temporary Redirect|Object moved temporarily -- see URI list
+400 Bad Request|Bad request syntax or unsupported method
+401 Unauthorized|No permission -- see authorization schemes
+402 Payment Required|No payment -- see charging schemes
+403 Forbidden|Request forbidden -- authorization will not help
+404 Not Found|Nothing matches the given URI
+405 Method Not Allowed|Specified method is invalid for this resource.
+406 Not Acceptable|URI not available in preferred format.
+407 Proxy Authentication Required|You must authenticate with this proxy before proceeding.
+408 Request Timeout|Request timed out; try again later.
+409 Conflict|Request conflict.
+410 Gone|URI no longer exists and has been permanently removed.
+411 Length Required|Client must specify Content-Length.
+412 Precondition Failed|Precondition in headers is false.
+413 Request Entity Too Large|Entity is too large.
+414 Request-URI Too Long|URI is too long.
+415 Unsupported Media Type|Entity body in unsupported format.
+416 Requested Range Not Satisfiable|Cannot satisfy request range.
+417 Expectation Failed|Expect condition could not be satisfied.
+500 Internal Server Error|Server got itself in trouble
+501 Not Implemented|Server does not support this operation
+502 Bad Gateway|Invalid responses from another server/proxy.
+503 Service Unavailable|The server cannot process the request due to a high load
+504 Gateway Timeout|The gateway server did not receive a timely response
+505 Protocol Version Not Supported|Cannot fulfill request.
+"""
+
+
+def _response_table():
+    table = {}
+    for line in _RESPONSES.strip().splitlines():
+        code, _, rest = line.partition(' ')
+        short, _, long_ = rest.partition('|')
+        table[int(code)] = (short.encode(), long_.encode())
+    return table
+
+
 class ThreadingICAPServer(socketserver.ThreadingMixIn, ICAPServer):
     """ICAPServer with a thread per connection."""
     daemon_threads = True
@@ -870,59 +925,8 @@ class BaseICAPRequestHandler(socketserver.BaseRequestHandler):
 
     protocol_version = 'ICAP/1.0'
 
-    _responses = {
-        100: (b'Continue', b'Request received, please continue'),
-        101: (b'Switching Protocols',
-              b'Switching to new protocol; obey Upgrade header'),
-        200: (b'OK', b'Request fulfilled, document follows'),
-        201: (b'Created', b'Document created, URL follows'),
-        202: (b'Accepted', b'Request accepted, processing continues off-line'),
-        203: (b'Non-Authoritative Information', b'Request fulfilled from cache'),
-        204: (b'No Content', b'Request fulfilled, nothing follows'),
-        205: (b'Reset Content', b'Clear input form for further input.'),
-        206: (b'Partial Content', b'Partial content follows.'),
-        300: (b'Multiple Choices',
-              b'Object has several resources -- see URI list'),
-        301: (b'Moved Permanently', b'Object moved permanently -- see URI list'),
-        302: (b'Found', b'Object moved temporarily -- see URI list'),
-        303: (b'See Other', b'Object moved -- see Method and URL list'),
-        304: (b'Not Modified', b'Document has not changed since given time'),
-        305: (b'Use Proxy', b'You must use proxy specified in Location to '
-              b'access this resource.'),
-        307: (b'Temporary Redirect',
-              b'Object moved temporarily -- see URI list'),
-        400: (b'Bad Request', b'Bad request syntax or unsupported method'),
-        401: (b'Unauthorized', b'No permission -- see authorization schemes'),
-        402: (b'Payment Required', b'No payment -- see charging schemes'),
-        403: (b'Forbidden', b'Request forbidden -- authorization will not help'),
-        404: (b'Not Found', b'Nothing matches the given URI'),
-        405: (b'Method Not Allowed',
-              b'Specified method is invalid for this resource.'),
-        406: (b'Not Acceptable', b'URI not available in preferred format.'),
-        407: (b'Proxy Authentication Required',
-              b'You must authenticate with this proxy before proceeding.'),
-        408: (b'Request Timeout', b'Request timed out; try again later.'),
-        409: (b'Conflict', b'Request conflict.'),
-        410: (b'Gone',
-              b'URI no longer exists and has been permanently removed.'),
-        411: (b'Length Required', b'Client must specify Content-Length.'),
-        412: (b'Precondition Failed', b'Precondition in headers is false.'),
-        413: (b'Request Entity Too Large', b'Entity is too large.'),
-        414: (b'Request-URI Too Long', b'URI is too long.'),
-        415: (b'Unsupported Media Type', b'Entity body in unsupported format.'),
-        416: (b'Requested Range Not Satisfiable',
-              b'Cannot satisfy request range.'),
-        417: (b'Expectation Failed',
-              b'Expect condition could not be satisfied.'),
-        500: (b'Internal Server Error', b'Server got itself in trouble'),
-        501: (b'Not Implemented', b'Server does not support this operation'),
-        502: (b'Bad Gateway', b'Invalid responses from another server/proxy.'),
-        503: (b'Service Unavailable',
-              b'The server cannot process the request due to a high load'),
-        504: (b'Gateway Timeout',
-              b'The gateway server did not receive a timely response'),
-        505: (b'Protocol Version Not Supported', b'Cannot fulfill request.'),
-    }
+    # pyicap's table: {code: (short message, long message)}, as bytes.
+    _responses = _response_table()
 
     _sys_version = 'Python/' + sys.version.split()[0]
     _server_version = 'BaseICAP/' + __version__

@@ -204,6 +204,14 @@ class Handler(BaseICAPRequestHandler):
         self.send_headers(True)
         self.send_chunk(b'abc')        # no final b'': the body is ended
 
+    def endtwice_RESPMOD(self):
+        self.set_icap_response(200)
+        self.set_enc_status(b'HTTP/1.1 200 OK')
+        self.send_headers(True)
+        self.send_chunk(b'')           # the body is empty: this ends it
+        self.send_chunk(b'')           # pyicap's customary last chunk
+        record(self, after=True)
+
     def partial_RESPMOD(self):
         data = read_all(self)
         record(self, got=len(data))
@@ -562,6 +570,14 @@ class FailureTest(PyicapTestBase):
         r = request(self.port, 'RESPMOD', 'unended', res_hdr=RES, body=b'q')
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, b'abc')
+
+    def test_second_empty_chunk_is_ignored(self):
+        n = len(self.logs)
+        r = request(self.port, 'RESPMOD', 'endtwice', res_hdr=RES, body=b'q')
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b'')
+        self.assertTrue(result('endtwice')['after'])
+        self.assertEqual([m for _, m in self.logs[n:] if 'raised' in m], [])
 
     def test_server_still_serves_after_failures(self):
         r = request(self.port, 'REQMOD', 'noadapt', req_hdr=REQ,

@@ -1279,6 +1279,11 @@ class BaseICAPRequestHandler(socketserver.BaseRequestHandler):
         data = _as_bytes(data)
         t = self._txn
         if not data:
+            if t.state == 'done':
+                # Already ended (send_chunk(data) with empty data, then the
+                # customary send_chunk(b'')): pyicap would write a second
+                # last-chunk and break the connection; nothing to do here.
+                return
             t.queue(_op_end, final=True)
             t.state = 'done'
             return

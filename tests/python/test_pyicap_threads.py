@@ -129,6 +129,7 @@ class ThreadingTest(unittest.TestCase):
 class PlainServerTest(unittest.TestCase):
     def test_handlers_run_in_the_callers_thread(self):
         server = ICAPServer(('127.0.0.1', 0), Handler)
+        server.timeout = WAIT       # handle_request() never waits longer
         port = server.server_address[1]
         results = []
 
@@ -143,7 +144,9 @@ class PlainServerTest(unittest.TestCase):
             t.start()
             # One handle_request() serves the connection's transactions
             # while they keep coming (pyicap's handle() loop).
-            while len(results) < 3 and t.is_alive():
+            for _ in range(3):
+                if len(results) == 3 or not t.is_alive():
+                    break
                 server.handle_request()
             t.join(WAIT)
             self.assertEqual(results, [204] * 3)

@@ -172,6 +172,14 @@ class _lazy:
         return value
 
 
+def _lazy_part(name, block, index):
+    """A _lazy field: part `index` of what method `block` returns."""
+    def fn(self):
+        return getattr(self, block)()[index]
+    fn.__name__ = name
+    return _lazy(fn)
+
+
 # --------------------------------------------------------- transactions ---
 
 class _Box:
@@ -1007,21 +1015,11 @@ class BaseICAPRequestHandler(socketserver.BaseRequestHandler):
             return _http_block(self._txn.raw_res)
         return None, {}
 
-    @_lazy
-    def enc_req(self):
-        return self._req_block()[0]
-
-    @_lazy
-    def enc_req_headers(self):
-        return self._req_block()[1]
-
-    @_lazy
-    def enc_res_status(self):
-        return self._res_block()[0]
-
-    @_lazy
-    def enc_res_headers(self):
-        return self._res_block()[1]
+    # (start line, headers) of the encapsulated request and response.
+    enc_req = _lazy_part('enc_req', '_req_block', 0)
+    enc_req_headers = _lazy_part('enc_req_headers', '_req_block', 1)
+    enc_res_status = _lazy_part('enc_res_status', '_res_block', 0)
+    enc_res_headers = _lazy_part('enc_res_headers', '_res_block', 1)
 
     @_lazy
     def has_body(self):

@@ -359,6 +359,42 @@ class NativeServerTest(unittest.TestCase):
                                  req_hdr=REQ).status, 405)
 
 
+class HeadFieldCacheTest(unittest.TestCase):
+    """Head fields are fetched from C once per transaction, then cached."""
+
+    def test_uri_read_twice_costs_one_call(self):
+        from libicap import _lib
+        calls = []
+        real = _lib.lib.icap_request_uri
+
+        def counting(p):
+            calls.append(p)
+            return real(p)
+
+        srv = libicap.Server(workers=1)
+        seen = []
+
+        @srv.respmod('twice')
+        def twice(req):
+            seen.append((req.uri, req.uri, req.preview, req.preview))
+            req.no_adaptation()
+
+        port = srv.listen('127.0.0.1', 0)
+        _lib.lib.icap_request_uri = counting
+        try:
+            srv.start()
+            for _ in range(2):
+                r = request(port, 'RESPMOD', 'twice', res_hdr=RES,
+                            body=b'hello', allow=(204,))
+                self.assertEqual(r.status, 204)
+        finally:
+            srv.close()
+            _lib.lib.icap_request_uri = real
+        uri = 'icap://127.0.0.1:%d/twice' % port
+        self.assertEqual(seen, [(uri, uri, None, None)] * 2)
+        self.assertEqual(len(calls), 2)      # one per transaction
+
+
 class LifecycleTest(unittest.TestCase):
     def test_stop_from_other_thread_and_handler(self):
         srv = libicap.Server(workers=1)

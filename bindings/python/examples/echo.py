@@ -29,9 +29,9 @@ class ICAPHandler(BaseICAPRequestHandler):
 
     def echo_OPTIONS(self):
         self.set_icap_response(200)
-        self.set_icap_header('Methods', 'REQMOD, RESPMOD')
+        self.set_icap_header(b'Methods', b'REQMOD, RESPMOD')
         if self.options_preview != 'none':
-            self.set_icap_header('Preview', self.options_preview)
+            self.set_icap_header(b'Preview', self.options_preview.encode())
         self.send_headers(False)
 
     def echo_REQMOD(self):
@@ -45,6 +45,7 @@ class ICAPHandler(BaseICAPRequestHandler):
             self.no_adaptation_required()
             return
         # copy: read the preview, ask for the rest, send everything back
+        # (pyicap's fields are bytes: self.preview is b'0' with Preview: 0)
         preview = b''
         if self.preview is not None:
             while True:
@@ -55,11 +56,11 @@ class ICAPHandler(BaseICAPRequestHandler):
             if not self.ieof:
                 self.cont()
         self.set_icap_response(200)
-        if self.command == 'RESPMOD':
-            self.set_enc_status(' '.join(self.enc_res_status))
+        if self.command == b'RESPMOD':
+            self.set_enc_status(b' '.join(self.enc_res_status))
             headers = self.enc_res_headers
         else:
-            self.set_enc_request(' '.join(self.enc_req))
+            self.set_enc_request(b' '.join(self.enc_req))
             headers = self.enc_req_headers
         for name, values in headers.items():
             for value in values:

@@ -281,16 +281,39 @@ def _load():
         % (ENV_VAR, root or '<checkout>', '; '.join(tried) or 'nothing'))
 
 
+def _holds_gil(name):
+    """Whether `name` is called without releasing the GIL.
+
+    A ctypes.CDLL call releases the GIL and takes it back afterwards.  For
+    the request functions, which are short and never block, that costs
+    more than the call: while handler threads of libicap.pyicap wait for
+    the GIL, every such call on the loop thread hands it over and queues
+    for it again (a convoy of thread switches per transaction).  They are
+    called through a PyDLL handle of the same library instead, which
+    keeps the GIL.  That is safe because none of them waits for anything
+    a thread holding the GIL could be waiting for: icap_request_post()
+    takes its worker's post lock only for a push, and the loop runs the
+    posted callbacks (which need the GIL) after releasing it.  Server and
+    service configuration, icap_server_run() (which blocks for the
+    server's lifetime) and icap_server_free() release the GIL as usual.
+    """
+    return name.startswith('icap_request_') or name in (
+        'icap_strerror', 'icap_err_name', 'icap_status_reason',
+        'icap_version', 'icap_version_string', 'icap_service_name')
+
+
 def _bind(cdll, path):
     missing = []
+    gil = ctypes.PyDLL(path, handle=cdll._handle)
     for name, argtypes, restype in _FUNCTIONS:
         try:
-            fn = getattr(cdll, name)
+            fn = getattr(gil if _holds_gil(name) else cdll, name)
         except AttributeError:
             missing.append(name)
             continue
         fn.argtypes = argtypes
         fn.restype = restype
+        setattr(cdll, name, fn)
     if missing:
         raise ImportError(
             'libicap: the library at %s is too old for these bindings: '

@@ -482,6 +482,13 @@ class Service:
         self._server._handlers[hid] = (self, code, fn)
         return fn
 
+    def _set_c_handler(self, method, cfunc, user):
+        """Install a ctypes HANDLER_CB directly (for libicap.pyicap, which
+        dispatches to its own threads); the caller keeps `cfunc` alive."""
+        check(lib.icap_service_set_handler(self._p, _method_code(method),
+                                           cfunc, user),
+              'icap_service_set_handler')
+
     def reqmod(self, fn):
         return self.set_handler(REQMOD, fn)
 
@@ -657,6 +664,34 @@ def _opt_str(b):
     return dec(b) if b else ''
 
 
+def _head_field(fn):
+    """A Request property for a part of the request head: fetched from C
+    on first read (``fn(self, p)``) and cached, since the head does not
+    change during the transaction.  Every read still checks the thread and
+    that the transaction is live."""
+    name = fn.__name__
+
+    def get(self):
+        p = self._ptr()
+        cache = self._cache
+        try:
+            return cache[name]
+        except KeyError:
+            value = cache[name] = fn(self, p)
+            return value
+
+    return property(get, doc=fn.__doc__)
+
+
+def _text_field(name, cfunc, doc=None):
+    """A cached head field that is a C string (str, latin-1)."""
+    def fetch(self, p):
+        return dec(getattr(lib, cfunc)(p))
+    fetch.__name__ = name
+    fetch.__doc__ = doc
+    return _head_field(fetch)
+
+
 class Request:
     """One ICAP transaction, as seen by a handler (loop thread only).
 
@@ -710,33 +745,23 @@ class Request:
         return '<libicap.Request %s %s>' % (self.method, self.uri)
 
     # --------------------------------------------------------- the head
-    @property
-    def method(self):
+    @_head_field
+    def method(self, p):
         """'OPTIONS', 'REQMOD' or 'RESPMOD'."""
-        return _lib.METHOD_NAMES.get(lib.icap_request_method(self._ptr()),
-                                     '?')
+        return _lib.METHOD_NAMES.get(lib.icap_request_method(p), '?')
 
-    @property
-    def uri(self):
-        return dec(lib.icap_request_uri(self._ptr()))
+    uri = _text_field('uri', 'icap_request_uri')
+    version = _text_field('version', 'icap_request_version')
+    service_name = _text_field('service_name', 'icap_request_service_name')
 
-    @property
-    def version(self):
-        return dec(lib.icap_request_version(self._ptr()))
-
-    @property
-    def service_name(self):
-        return dec(lib.icap_request_service_name(self._ptr()))
-
-    @property
-    def client_address(self):
-        p = self._ptr()
+    @_head_field
+    def client_address(self, p):
         return (dec(lib.icap_request_client_ip(p)),
                 lib.icap_request_client_port(p))
 
-    @property
-    def worker(self):
-        return lib.icap_request_worker(self._ptr())
+    @_head_field
+    def worker(self, p):
+        return lib.icap_request_worker(p)
 
     def _headers(self, which):
         h = self._cache.get(which)
@@ -769,8 +794,12 @@ class Request:
 
     @property
     def encapsulated(self):
-        """{'req-hdr': 0, 'res-body': 120, ...}: the Encapsulated header."""
-        p = self._ptr()
+        """{'req-hdr': 0, 'res-body': 120, ...}: the Encapsulated header
+        (a new dict on every read)."""
+        return dict(self._encapsulated)
+
+    @_head_field
+    def _encapsulated(self, p):
         out = {}
         for i, name in enumerate(_lib.SECTIONS):
             off = lib.icap_request_encapsulated(p, i)
@@ -786,40 +815,29 @@ class Request:
         ptr = lib.icap_request_raw_section(self._ptr(), idx, byref(n))
         return string_at(ptr, n.value) if ptr and n.value else b''
 
-    @property
-    def http_method(self):
-        return dec(lib.icap_request_http_method(self._ptr()))
+    http_method = _text_field('http_method', 'icap_request_http_method')
+    http_uri = _text_field('http_uri', 'icap_request_http_uri')
+    http_request_version = _text_field('http_request_version',
+                                       'icap_request_http_req_version')
 
-    @property
-    def http_uri(self):
-        return dec(lib.icap_request_http_uri(self._ptr()))
-
-    @property
-    def http_request_version(self):
-        return dec(lib.icap_request_http_req_version(self._ptr()))
-
-    @property
-    def http_status(self):
+    @_head_field
+    def http_status(self, p):
         """Status code of the encapsulated HTTP response, or None."""
-        code = lib.icap_request_http_status(self._ptr())
+        code = lib.icap_request_http_status(p)
         return None if code < 0 else code
 
-    @property
-    def http_reason(self):
-        return dec(lib.icap_request_http_reason(self._ptr()))
+    http_reason = _text_field('http_reason', 'icap_request_http_reason')
+    http_response_version = _text_field('http_response_version',
+                                        'icap_request_http_res_version')
 
-    @property
-    def http_response_version(self):
-        return dec(lib.icap_request_http_res_version(self._ptr()))
+    @_head_field
+    def has_body(self, p):
+        return bool(lib.icap_request_has_body(p))
 
-    @property
-    def has_body(self):
-        return bool(lib.icap_request_has_body(self._ptr()))
-
-    @property
-    def preview(self):
+    @_head_field
+    def preview(self, p):
         """The Preview: value, or None without a preview."""
-        n = lib.icap_request_preview(self._ptr())
+        n = lib.icap_request_preview(p)
         return None if n < 0 else n
 
     @property

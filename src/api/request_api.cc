@@ -30,12 +30,7 @@ const HeaderList *block(const icap_request *r, icap_headers which) {
 
 // A header name must be a token; a value or start line must not contain CR,
 // LF or NUL (that would let a handler inject headers by accident).
-bool valid_name(const char *s) {
-  if (!s || !*s) return false;
-  for (; *s; s++)
-    if (!icap::detail::is_tchar(static_cast<unsigned char>(*s))) return false;
-  return true;
-}
+bool valid_name(const char *s) { return s && icap::detail::is_token(s); }
 
 // Ends a pending read with `status` (the read's callback is then called, as
 // every successful read_chunk promises).

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <new>
 
-#include "protocol/headers.hpp"
+#include "fields/header_list.hpp"
 #include "server/server.hpp"
 
 namespace icap::detail {

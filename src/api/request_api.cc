@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "protocol/session.hpp"
-#include "server/worker_api.hpp"
 
 using icap::detail::BodyMode;
 using icap::detail::HeaderList;
@@ -83,7 +82,9 @@ const char *icap_request_service_name(const icap_request *r) { return r->head.se
 icap_service *icap_request_service(const icap_request *r) { return r->service; }
 const char *icap_request_client_ip(const icap_request *r) { return r->client_ip.c_str(); }
 int icap_request_client_port(const icap_request *r) { return r->client_port; }
-unsigned icap_request_worker(const icap_request *r) { return r->worker_index; }
+unsigned icap_request_worker(const icap_request *r) {
+  return r && r->loop ? r->loop->loop_index() : 0;
+}
 
 const char *icap_request_header(const icap_request *r, icap_headers which, const char *name,
                                 size_t n) {
@@ -405,12 +406,12 @@ void icap_request_unref(icap_request *r) {
 
 int icap_request_post(icap_request *r, icap_post_cb cb, void *user) {
   if (!r || !cb) return ICAP_EINVAL;
-  return icap::detail::worker_post(r->loop_ctx, r, cb, user);
+  return r->loop ? r->loop->post(r, cb, user) : ICAP_ENOTSUP;
 }
 
 int icap_request_offload(icap_request *r, icap_work_cb work, icap_post_cb done, void *user) {
   if (!r || !work || !done) return ICAP_EINVAL;
-  return icap::detail::worker_offload(r->loop_ctx, r, work, done, user);
+  return r->loop ? r->loop->offload(r, work, done, user) : ICAP_ENOTSUP;
 }
 
 }  // extern "C"

@@ -21,10 +21,9 @@ bool parse_decimal(std::string_view s, uint64_t &out) {
 
 }  // namespace
 
-const std::string &http_date_now() {
+const std::string &http_date(time_t now) {
   thread_local std::string cached;
   thread_local time_t cached_at = 0;
-  time_t now = time(nullptr);
   if (now != cached_at || cached.empty()) {
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -192,8 +191,7 @@ bool Session::step_head() {
   head_scan_ = 0;
   cur_ = new icap_request(this);
   icap_request *r = cur_;
-  r->loop_ctx = loop_ctx_;
-  r->worker_index = worker_index_;
+  r->loop = host_->session_loop();
   r->client_ip = peer_ip_;
   r->client_port = peer_port_;
   if (len > limit) {
@@ -586,7 +584,7 @@ void Session::begin_response(icap_request *r, int status) {
       h += "\"\r\n";
     }
     h += "Date: ";
-    h += http_date_now();
+    h += http_date(host_->session_time());
     h += "\r\nServer: ";
     h += host_->session_server_header();
     h += close ? "\r\nConnection: close\r\n" : "\r\nConnection: keep-alive\r\n";

@@ -5,6 +5,7 @@
 #define ICAP_PROTOCOL_SESSION_HPP
 
 #include <cstdint>
+#include <ctime>
 #include <string>
 
 #include "http/http_head.hpp"
@@ -15,6 +16,7 @@
 #include "protocol/output.hpp"
 #include "protocol/request_head.hpp"
 #include "protocol/service.hpp"
+#include "protocol/transaction_loop.hpp"
 
 namespace icap::detail {
 
@@ -33,6 +35,12 @@ class SessionHost {
   virtual uint64_t session_connection_limit() = 0;
   // True while the server drains: responses then say Connection: close.
   virtual bool session_draining() = 0;
+  // The wall clock, for the Date header: the engine reads no clock itself,
+  // so tests give it a fixed time.
+  virtual time_t session_time() = 0;
+  // The loop this connection runs on, for post and offload; null when the
+  // engine runs without a server (then both return ICAP_ENOTSUP).
+  virtual TransactionLoop *session_loop() { return nullptr; }
 };
 
 // Who receives the request body right now.
@@ -45,9 +53,8 @@ enum class RespState { kNone, kHead, kDone };
 struct icap_request {
   explicit icap_request(icap::detail::Session *s);
 
-  icap::detail::Session *session;  // null once the connection is gone
-  void *loop_ctx = nullptr;        // the server's worker (for post/offload)
-  unsigned worker_index = 0;
+  icap::detail::Session *session;                 // null once the connection is gone
+  icap::detail::TransactionLoop *loop = nullptr;  // for post/offload; may be null
   int refs = 1;
   bool ended = false;       // the done callback ran (or the connection died)
   bool dispatched = false;  // the handler was called
@@ -109,10 +116,6 @@ class Session {
   void set_peer(std::string ip, int port) {
     peer_ip_ = std::move(ip);
     peer_port_ = port;
-  }
-  void set_loop_ctx(void *ctx, unsigned index) {
-    loop_ctx_ = ctx;
-    worker_index_ = index;
   }
 
   // Appends received bytes and processes them.
@@ -178,8 +181,6 @@ class Session {
   const Limits *limits_;
   std::string peer_ip_;
   int peer_port_ = 0;
-  void *loop_ctx_ = nullptr;
-  unsigned worker_index_ = 0;
 
   enum class State { kHead, kEncapsulated, kBody, kWaitResponse, kStopped };
   State state_ = State::kHead;
@@ -205,8 +206,8 @@ class Session {
 // Releases a reference; frees the request at zero.
 void request_unref(icap_request *r);
 
-// "Mon, 02 Jan 2006 15:04:05 GMT" for now, cached per second and thread.
-const std::string &http_date_now();
+// "Mon, 02 Jan 2006 15:04:05 GMT" for `now`, cached per second and thread.
+const std::string &http_date(time_t now);
 
 }  // namespace icap::detail
 

@@ -38,6 +38,8 @@ class Connection final : public SessionHost {
   const std::string &session_server_header() override;
   uint64_t session_connection_limit() override;
   bool session_draining() override;
+  time_t session_time() override;
+  TransactionLoop *session_loop() override;
 
  private:
   struct WriteReq {

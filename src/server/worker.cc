@@ -4,7 +4,6 @@
 
 #include "protocol/session.hpp"
 #include "server/connection.hpp"
-#include "server/worker_api.hpp"
 
 namespace icap::detail {
 
@@ -218,17 +217,6 @@ void Worker::maybe_finish() {
   run_posts();  // posts that raced with the stop still get their callback
   uv_close(reinterpret_cast<uv_handle_t *>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&drain_timer_), nullptr);
-}
-
-int worker_post(void *loop_ctx, icap_request *req, icap_post_cb cb, void *user) {
-  if (!loop_ctx) return ICAP_ENOTSUP;
-  return static_cast<Worker *>(loop_ctx)->post(req, cb, user);
-}
-
-int worker_offload(void *loop_ctx, icap_request *req, icap_work_cb work, icap_post_cb done,
-                   void *user) {
-  if (!loop_ctx) return ICAP_ENOTSUP;
-  return static_cast<Worker *>(loop_ctx)->offload(req, work, done, user);
 }
 
 }  // namespace icap::detail

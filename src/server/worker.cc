@@ -123,8 +123,8 @@ void Worker::run_posts() {
     list.swap(posts_);
   }
   for (Post &p : list) {
-    p.cb(p.req, p.req->ended ? ICAP_ECANCELED : 0, p.user);
-    request_unref(p.req);
+    p.cb(p.req, p.req->ended() ? ICAP_ECANCELED : 0, p.user);
+    p.req->unref();
   }
 }
 
@@ -157,7 +157,7 @@ int Worker::offload(icap_request *req, icap_work_cb work, icap_post_cb done, voi
   auto *o = new (std::nothrow) Offload{{}, this, req, work, done, user};
   if (!o) return ICAP_ENOMEM;
   o->work.data = o;
-  req->refs++;
+  req->ref();
   int rc = uv_queue_work(
       &loop_, &o->work,
       [](uv_work_t *w) {
@@ -168,15 +168,15 @@ int Worker::offload(icap_request *req, icap_work_cb work, icap_post_cb done, voi
         auto *o = static_cast<Offload *>(w->data);
         Worker *self = o->w;
         self->offloads_--;
-        int st = status < 0 || o->req->ended ? ICAP_ECANCELED : 0;
+        int st = status < 0 || o->req->ended() ? ICAP_ECANCELED : 0;
         o->done(o->req, st, o->user);
-        request_unref(o->req);
+        o->req->unref();
         delete o;
         self->flush_dirty();
         if (self->draining_) self->maybe_finish();
       });
   if (rc != 0) {
-    req->refs--;
+    req->unref();  // ours, taken above: never the last
     delete o;
     return ICAP_ENOMEM;
   }

@@ -36,12 +36,14 @@ void Session::feed(const char *p, size_t n) {
   // Nothing is buffered: parse straight from the caller's buffer, and keep
   // only what is left unconsumed. Body bytes that go to a consumer are then
   // never copied into the session.
+  consumed_before_ += in_pos_;
   in_.clear();
   in_pos_ = 0;
   ext_ = p;
   ext_len_ = n;
   process();
   if (in_pos_ < ext_len_ && !dead_) in_.assign(p + in_pos_, ext_len_ - in_pos_);
+  consumed_before_ += in_pos_;
   in_pos_ = 0;
   ext_ = nullptr;
   ext_len_ = 0;
@@ -128,9 +130,11 @@ void Session::process() {
 void Session::compact_input() {
   if (ext_) return;  // feed() keeps the remainder itself
   if (in_pos_ == in_.size()) {
+    consumed_before_ += in_pos_;
     in_.clear();
     in_pos_ = 0;
   } else if (in_pos_ > 65536 && in_pos_ > in_.size() / 2) {
+    consumed_before_ += in_pos_;
     in_.erase(0, in_pos_);
     in_pos_ = 0;
   }
@@ -154,6 +158,7 @@ bool Session::step_head() {
   size_t avail = isize() - in_pos_;
   if (avail == 0) return false;
   uint64_t limit = (*limits_)[ICAP_LIMIT_HEADER_BYTES];
+  uint64_t head_at = input_offset(in_pos_);
   std::string_view view(in + in_pos_, avail);
   size_t from = head_scan_ > 3 ? head_scan_ - 3 : 0;
   size_t end = view.find(kCRLF2, from);
@@ -165,7 +170,7 @@ bool Session::step_head() {
     }
     if (avail > limit) {
       cur_ = new icap_request(this, host_->session_loop());
-      protocol_error(400, "ICAP header block over its limit");
+      protocol_error(400, "ICAP header block over its limit", head_at);
       return true;
     }
     return false;
@@ -177,13 +182,13 @@ bool Session::step_head() {
   r.client_ip = peer_ip_;
   r.client_port = peer_port_;
   if (len > limit) {
-    protocol_error(400, "ICAP header block over its limit");
+    protocol_error(400, "ICAP header block over its limit", head_at);
     return true;
   }
   HeadResult hr = parse_request_head(view.substr(0, len), *limits_, r.head);
   in_pos_ += len;
   if (hr.status) {
-    protocol_error(hr.status, hr.reason);
+    protocol_error(hr.status, hr.reason, head_at);
     return true;
   }
   const HeaderList &h = r.head.headers;
@@ -193,14 +198,14 @@ bool Session::step_head() {
 
   size_t nenc = h.count_of("Encapsulated");
   if (nenc > 1) {
-    protocol_error(400, "more than one Encapsulated header");
+    protocol_error(400, "more than one Encapsulated header", head_at);
     return true;
   }
   if (nenc == 0) {
     // Squid sends OPTIONS without Encapsulated (the errata allow it for
     // messages without a body); every other request needs one.
     if (r.head.method != ICAP_METHOD_OPTIONS) {
-      protocol_error(400, "missing Encapsulated header");
+      protocol_error(400, "missing Encapsulated header", head_at);
       return true;
     }
     r.enc.offset[ICAP_SECTION_NULL_BODY] = 0;
@@ -209,22 +214,22 @@ bool Session::step_head() {
   } else {
     std::string why;
     if (!parse_encapsulated(*h.get("Encapsulated"), r.head.method, r.enc, why)) {
-      protocol_error(400, why);
+      protocol_error(400, why, head_at);
       return true;
     }
   }
   if (h.count_of("Preview") > 1) {
-    protocol_error(400, "more than one Preview header");
+    protocol_error(400, "more than one Preview header", head_at);
     return true;
   }
   if (const std::string *pv = h.get("Preview"); pv && r.head.method != ICAP_METHOD_OPTIONS) {
     uint64_t v;
     if (!parse_decimal(*pv, v)) {
-      protocol_error(400, "bad Preview value");
+      protocol_error(400, "bad Preview value", head_at);
       return true;
     }
     if (v > (*limits_)[ICAP_LIMIT_PREVIEW_BYTES]) {
-      protocol_error(400, "Preview larger than the configured limit");
+      protocol_error(400, "Preview larger than the configured limit", head_at);
       return true;
     }
     r.preview = static_cast<int64_t>(v);
@@ -241,7 +246,7 @@ bool Session::step_encapsulated() {
   RequestInfo &r = cur_->parsing();
   int64_t hb = r.enc.header_bytes();
   if (static_cast<uint64_t>(hb) > (*limits_)[ICAP_LIMIT_HTTP_HEADER_BYTES]) {
-    protocol_error(400, "encapsulated HTTP headers over their limit");
+    protocol_error(400, "encapsulated HTTP headers over their limit", input_offset(in_pos_));
     return true;
   }
   if (isize() - in_pos_ < static_cast<size_t>(hb)) return false;
@@ -255,7 +260,7 @@ bool Session::step_encapsulated() {
     if (!parse_http_head(std::string_view(base + off, static_cast<size_t>(end - off)),
                          s == ICAP_SECTION_REQ_HDR, (*limits_)[ICAP_LIMIT_HTTP_HEADER_COUNT], hh,
                          why)) {
-      protocol_error(400, why);
+      protocol_error(400, why, input_offset(in_pos_ + static_cast<size_t>(off)));
       return true;
     }
   }
@@ -338,11 +343,11 @@ bool Session::step_body() {
     case ChunkDecoder::kNeedMore:
       return false;
     case ChunkDecoder::kError:
-      protocol_error(400, "bad chunked body: " + chunks_.error());
+      protocol_error(400, "bad chunked body: " + chunks_.error(), input_offset(in_pos_));
       return true;
     case ChunkDecoder::kData:
       if (!r->count_preview(dlen)) {
-        protocol_error(400, "preview longer than announced");
+        protocol_error(400, "preview longer than announced", input_offset(in_pos_));
         return true;
       }
       r->on_body_data(data, dlen);
@@ -357,14 +362,23 @@ bool Session::step_body() {
   return false;
 }
 
-void Session::protocol_error(int status, const std::string &why) {
+void Session::protocol_error(int status, const std::string &why, uint64_t offset) {
   icap_request *r = cur_;
-  log(status >= 500 ? ICAP_LOG_WARN : ICAP_LOG_INFO,
-      "ICAP " + std::to_string(status) + " to " + peer_ip_ + ": " + why);
+  bool answer = r && !r->answer_started();
+  if (!error_.status) error_ = ProtocolError{status, why, offset, answer};
+  // The log says what was done: once a response has started, the status
+  // cannot be sent any more, and the connection is only closed.
+  std::string where = why + " at byte " + std::to_string(offset);
+  if (answer)
+    log(status >= 500 ? ICAP_LOG_WARN : ICAP_LOG_INFO,
+        "ICAP " + std::to_string(status) + " to " + peer_ip_ + ": " + where);
+  else
+    log(ICAP_LOG_INFO,
+        "closing the connection to " + peer_ip_ + ": " + where + ", after the response started");
   if (r) r->set_end_status(ICAP_EPROTO);
   // Answers already queued (an earlier pipelined one, a 204 to a preview)
   // are still written; then the connection closes.
-  if (r && !r->answer_started()) r->send_simple(status, true);
+  if (answer) r->send_simple(status, true);
   closing_ = true;
   finish_transaction(ICAP_EPROTO);
   state_ = State::kStopped;

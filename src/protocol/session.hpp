@@ -24,6 +24,15 @@ namespace icap::detail {
 
 class Session;
 
+// A protocol error, kept once found (sticky, as llhttp's are): what the
+// client did wrong and where, for the log and for tests.
+struct ProtocolError {
+  int status = 0;         // the ICAP status it calls for (400, 501, 505); 0 for none
+  std::string reason;     // "bad chunked body: bad chunk size"
+  uint64_t offset = 0;    // the byte of the connection's input where it was found
+  bool answered = false;  // the status was sent (false: a response had started)
+};
+
 // What a session needs from whoever drives it.
 class SessionHost {
  public:
@@ -82,6 +91,8 @@ class Session {
   bool closing() const { return closing_; }
   // True when the connection must close now, without writing more.
   bool dead() const { return dead_; }
+  // The first protocol error on this connection (status 0 while none).
+  const ProtocolError &error() const { return error_; }
 
   enum class Wait { kNone, kIdle, kHead, kBody, kHandler, kOutput };
   // What the session waits for, so the server can pick the right timer.
@@ -111,7 +122,9 @@ class Session {
   bool step_body();
   void dispatch();
   void finish_transaction(int status);
-  void protocol_error(int status, const std::string &why);
+  void protocol_error(int status, const std::string &why, uint64_t offset);
+  // Where byte `pos` of the current input is in the connection's input.
+  uint64_t input_offset(size_t pos) const { return consumed_before_ + pos; }
   void compact_input();
 
   SessionHost *host_;
@@ -129,7 +142,8 @@ class Session {
   const char *ext_ = nullptr;
   size_t ext_len_ = 0;
   size_t in_pos_ = 0;
-  size_t head_scan_ = 0;  // where the search for CRLF CRLF resumes
+  uint64_t consumed_before_ = 0;  // bytes dropped from the front of the input
+  size_t head_scan_ = 0;          // where the search for CRLF CRLF resumes
   icap_request *cur_ = nullptr;
   ChunkDecoder chunks_;
   ResponseWriter writer_;
@@ -138,6 +152,7 @@ class Session {
   bool peer_eof_ = false;
   bool in_process_ = false;
   bool again_ = false;
+  ProtocolError error_;
 };
 
 }  // namespace icap::detail

@@ -56,7 +56,6 @@ class Connection final : public SessionHost {
   static void on_shutdown(uv_shutdown_t *req, int status);
   void update();  // reading on/off, timers, close
   void linger();
-  void release_handles();
 
   Worker *w_;
   Session session_;

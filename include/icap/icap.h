@@ -357,13 +357,14 @@ ICAP_EXTERN int icap_request_on_done(icap_request *req, icap_done_cb cb, void *u
 /* ----- reading the body ----- */
 
 /* Flags given to body callbacks (a non-negative `status`). */
-#define ICAP_BODY_END                                                \
-  1u                      /* last piece of what can be read now: the \
-                             body, or the preview when PREVIEW_END */
-#define ICAP_BODY_IEOF 2u /* the preview ended with ieof */
-#define ICAP_BODY_PREVIEW_END                     \
-  4u /* preview over without ieof: the rest comes \
-        after icap_request_continue() */
+/* The last piece of what can be read now: the body, or the preview when
+ * ICAP_BODY_PREVIEW_END is set too. */
+#define ICAP_BODY_END 1u
+/* The preview ended with ieof: it held the whole body. */
+#define ICAP_BODY_IEOF 2u
+/* The preview is over without ieof: the rest comes after
+ * icap_request_continue(). */
+#define ICAP_BODY_PREVIEW_END 4u
 
 /* status < 0: the read failed (ICAP_ECONNRESET, ICAP_ETIMEDOUT,
  * ICAP_ECANCELED, ICAP_EPROTO for a malformed body) and data is NULL.

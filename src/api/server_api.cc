@@ -5,7 +5,7 @@
 #include <new>
 
 #include "api/guard.hpp"
-#include "protocol/headers.hpp"
+#include "fields/header_list.hpp"
 #include "server/server.hpp"
 
 namespace icap::detail {

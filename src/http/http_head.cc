@@ -2,8 +2,6 @@
 
 #include <llhttp.h>
 
-#include "protocol/request_head.hpp"
-
 namespace icap::detail {
 
 namespace {
@@ -49,11 +47,10 @@ int flush_field(Ctx *c) {
   if (iequals(c->field, "transfer-encoding")) c->saw_te = true;
   // llhttp (built without strict mode) lets "Host : x" through; RFC 9112
   // 5.1 says a server must reject whitespace in or after a field name.
-  for (unsigned char ch : c->field)
-    if (!is_tchar(ch)) {
-      c->bad_name = true;
-      return -1;
-    }
+  if (!is_token(c->field)) {
+    c->bad_name = true;
+    return -1;
+  }
   if (c->out->headers.size() >= c->max_fields) {
     c->too_many = true;
     return -1;
@@ -186,11 +183,10 @@ bool parse_http_head(std::string_view block, bool request, uint64_t max_fields, 
     reason = "bytes after the encapsulated HTTP header block";
     return false;
   }
-  for (unsigned char ch : out.reason)
-    if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-      reason = "control character in the HTTP reason phrase";
-      return false;
-    }
+  if (!is_field_value(out.reason)) {
+    reason = "control character in the HTTP reason phrase";
+    return false;
+  }
   if (out.version.empty()) {
     reason = "no HTTP version in the start line";
     return false;
@@ -200,11 +196,10 @@ bool parse_http_head(std::string_view block, bool request, uint64_t max_fields, 
       reason = "incomplete HTTP request line";
       return false;
     }
-    for (unsigned char ch : out.uri)
-      if (ch <= 0x20 || ch == 0x7f) {
-        reason = "bad character in the HTTP request target";
-        return false;
-      }
+    if (!is_target_text(out.uri)) {
+      reason = "bad character in the HTTP request target";
+      return false;
+    }
   } else if (parser.status_code < 100 || parser.status_code > 999) {
     reason = "bad HTTP status code";
     return false;

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "protocol/headers.hpp"
+#include "fields/header_list.hpp"
 
 namespace icap::detail {
 

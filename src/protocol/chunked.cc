@@ -3,8 +3,7 @@
 #include <cstdio>
 #include <string_view>
 
-#include "protocol/headers.hpp"
-#include "protocol/request_head.hpp"
+#include "fields/field_chars.hpp"
 
 namespace icap::detail {
 
@@ -91,12 +90,9 @@ bool ChunkDecoder::parse_size_line() {
         i++;
         while (i < s.size() && s[i] != '"') {
           if (s[i] == '\\') i++;
-          if (i < s.size()) {
-            unsigned char q = static_cast<unsigned char>(s[i]);
-            if ((q < 0x20 && q != '\t') || q == 0x7f) {
-              error_ = "control character in a chunk extension";
-              return false;
-            }
+          if (i < s.size() && !is_field_char(static_cast<unsigned char>(s[i]))) {
+            error_ = "control character in a chunk extension";
+            return false;
           }
           i++;
         }
@@ -157,15 +153,10 @@ ChunkDecoder::Event ChunkDecoder::next(const char *p, size_t n, size_t *used, co
           bool empty = line_.empty();
           if (!empty) {
             // name ":" value, the name a token (RFC 9112 section 7.1.2).
-            size_t colon = line_.find(':');
-            bool ok = colon != std::string::npos && colon > 0;
-            for (size_t k = 0; ok && k < colon; k++)
-              ok = is_tchar(static_cast<unsigned char>(line_[k]));
-            for (size_t k = colon + 1; ok && k < line_.size(); k++) {
-              unsigned char v = static_cast<unsigned char>(line_[k]);
-              ok = !((v < 0x20 && v != '\t') || v == 0x7f);
-            }
-            if (!ok) {
+            std::string_view line = line_;
+            size_t colon = line.find(':');
+            if (colon == std::string_view::npos || !is_token(line.substr(0, colon)) ||
+                !is_field_value(line.substr(colon + 1))) {
               *used = i;
               return fail("malformed trailer line");
             }

@@ -1,6 +1,6 @@
 #include "protocol/encapsulated.hpp"
 
-#include "protocol/headers.hpp"
+#include "fields/field_chars.hpp"
 
 namespace icap::detail {
 

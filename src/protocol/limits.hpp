@@ -1,4 +1,6 @@
-// Limits the protocol engine enforces, copied from the server configuration.
+// Limits the protocol engine enforces. A session borrows the server's own
+// table (it is not copied), which is set before the server runs and read-only
+// afterwards.
 #ifndef ICAP_PROTOCOL_LIMITS_HPP
 #define ICAP_PROTOCOL_LIMITS_HPP
 

@@ -2,41 +2,8 @@
 
 namespace icap::detail {
 
-bool is_tchar(unsigned char c) noexcept {
-  if (c >= '0' && c <= '9') return true;
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
 static HeadResult fail(int status, std::string reason) {
   return HeadResult{status, std::move(reason)};
-}
-
-// Field values may hold visible characters, spaces, tabs and obs-text; never
-// NUL or other controls (a NUL is how header smuggling starts).
-static bool valid_field_value(std::string_view v) noexcept {
-  for (unsigned char c : v)
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-  return true;
 }
 
 // The service is the path of the request URI: "icap://host[:port]/name?q"
@@ -79,10 +46,8 @@ HeadResult parse_request_head(std::string_view block, const Limits &limits, Requ
   std::string_view uri = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view version = line.substr(sp2 + 1);
   if (method.empty() || uri.empty() || version.empty()) return fail(400, "malformed request line");
-  for (unsigned char c : method)
-    if (!is_tchar(c)) return fail(400, "bad character in the method");
-  for (unsigned char c : uri)
-    if (c <= 0x20 || c == 0x7f) return fail(400, "bad character in the URI");
+  if (!is_token(method)) return fail(400, "bad character in the method");
+  if (!is_target_text(uri)) return fail(400, "bad character in the URI");
 
   out.method_name.assign(method);
   out.uri.assign(uri);
@@ -118,10 +83,9 @@ HeadResult parse_request_head(std::string_view block, const Limits &limits, Requ
     if (colon == std::string_view::npos || colon == 0)
       return fail(400, "header line without a name");
     std::string_view name = field.substr(0, colon);
-    for (unsigned char c : name)
-      if (!is_tchar(c)) return fail(400, "bad character in a header name");
+    if (!is_token(name)) return fail(400, "bad character in a header name");
     std::string_view value = trim_ows(field.substr(colon + 1));
-    if (!valid_field_value(value)) return fail(400, "control character in a header value");
+    if (!is_field_value(value)) return fail(400, "control character in a header value");
     if (out.headers.size() >= max_count) return fail(400, "too many ICAP headers");
     out.headers.add(name, value);
   }

@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "icap/icap.h"
-#include "protocol/headers.hpp"
+#include "fields/header_list.hpp"
 #include "protocol/limits.hpp"
 
 namespace icap::detail {
@@ -31,9 +31,6 @@ struct HeadResult {
 // Parses `block`, which runs from the request line to the empty line that
 // ends the headers (CRLF CRLF included).
 HeadResult parse_request_head(std::string_view block, const Limits &limits, RequestHead &out);
-
-// True for RFC 9110 token characters (header names, methods).
-bool is_tchar(unsigned char c) noexcept;
 
 }  // namespace icap::detail
 

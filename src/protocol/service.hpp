@@ -8,7 +8,7 @@
 #include <string>
 
 #include "icap/icap.h"
-#include "protocol/headers.hpp"
+#include "fields/header_list.hpp"
 
 struct icap_service {
   std::string name;

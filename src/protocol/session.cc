@@ -1,8 +1,5 @@
 #include "protocol/session.hpp"
 
-#include <cstdio>
-#include <ctime>
-
 namespace icap::detail {
 
 namespace {
@@ -20,21 +17,6 @@ bool parse_decimal(std::string_view s, uint64_t &out) {
 }
 
 }  // namespace
-
-const std::string &http_date_now() {
-  thread_local std::string cached;
-  thread_local time_t cached_at = 0;
-  time_t now = time(nullptr);
-  if (now != cached_at || cached.empty()) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    char buf[64];
-    size_t n = strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    cached.assign(buf, n);
-    cached_at = now;
-  }
-  return cached;
-}
 
 Session::Session(SessionHost *host, const ServiceTable *services, const Limits *limits)
     : host_(host),
@@ -54,12 +36,14 @@ void Session::feed(const char *p, size_t n) {
   // Nothing is buffered: parse straight from the caller's buffer, and keep
   // only what is left unconsumed. Body bytes that go to a consumer are then
   // never copied into the session.
+  consumed_before_ += in_pos_;
   in_.clear();
   in_pos_ = 0;
   ext_ = p;
   ext_len_ = n;
   process();
   if (in_pos_ < ext_len_ && !dead_) in_.assign(p + in_pos_, ext_len_ - in_pos_);
+  consumed_before_ += in_pos_;
   in_pos_ = 0;
   ext_ = nullptr;
   ext_len_ = 0;
@@ -68,7 +52,7 @@ void Session::feed(const char *p, size_t n) {
 void Session::eof() {
   peer_eof_ = true;
   process();
-  if (cur_ && !cur_->body_done) {
+  if (cur_ && !cur_->body_done()) {
     // The client is gone before its request was complete. Answers queued
     // before are still written, then the connection closes.
     closing_ = true;
@@ -86,7 +70,7 @@ void Session::eof() {
 bool Session::wants_input() const {
   if (closing_ || dead_ || peer_eof_ || state_ == State::kStopped) return false;
   // A client that sends but does not read our answers is not read either.
-  if (unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
+  if (writer_.unwritten() > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
   uint64_t room = (*limits_)[ICAP_LIMIT_BUFFER_BYTES];
   // A request head may need more than the buffer limit: its own limits apply.
   if (state_ == State::kHead || state_ == State::kEncapsulated)
@@ -146,9 +130,11 @@ void Session::process() {
 void Session::compact_input() {
   if (ext_) return;  // feed() keeps the remainder itself
   if (in_pos_ == in_.size()) {
+    consumed_before_ += in_pos_;
     in_.clear();
     in_pos_ = 0;
   } else if (in_pos_ > 65536 && in_pos_ > in_.size() / 2) {
+    consumed_before_ += in_pos_;
     in_.erase(0, in_pos_);
     in_pos_ = 0;
   }
@@ -162,7 +148,7 @@ bool Session::step_head() {
   }
   // Answers the client has not read yet hold back the next request, so a
   // pipelining client that never reads cannot make output grow unbounded.
-  if (unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
+  if (writer_.unwritten() > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
   // Empty lines between messages are skipped (RFC 9112 section 2.2).
   const char *in = ibase();
   while (isize() - in_pos_ >= 2 && in[in_pos_] == '\r' && in[in_pos_ + 1] == '\n') {
@@ -172,6 +158,7 @@ bool Session::step_head() {
   size_t avail = isize() - in_pos_;
   if (avail == 0) return false;
   uint64_t limit = (*limits_)[ICAP_LIMIT_HEADER_BYTES];
+  uint64_t head_at = input_offset(in_pos_);
   std::string_view view(in + in_pos_, avail);
   size_t from = head_scan_ > 3 ? head_scan_ - 3 : 0;
   size_t end = view.find(kCRLF2, from);
@@ -182,109 +169,107 @@ bool Session::step_head() {
       return false;
     }
     if (avail > limit) {
-      cur_ = new icap_request(this);
-      protocol_error(400, "ICAP header block over its limit");
+      cur_ = new icap_request(this, host_->session_loop());
+      protocol_error(400, "ICAP header block over its limit", head_at);
       return true;
     }
     return false;
   }
   size_t len = end + kCRLF2.size();
   head_scan_ = 0;
-  cur_ = new icap_request(this);
-  icap_request *r = cur_;
-  r->loop_ctx = loop_ctx_;
-  r->worker_index = worker_index_;
-  r->client_ip = peer_ip_;
-  r->client_port = peer_port_;
+  cur_ = new icap_request(this, host_->session_loop());
+  RequestInfo &r = cur_->parsing();
+  r.client_ip = peer_ip_;
+  r.client_port = peer_port_;
   if (len > limit) {
-    protocol_error(400, "ICAP header block over its limit");
+    protocol_error(400, "ICAP header block over its limit", head_at);
     return true;
   }
-  HeadResult hr = parse_request_head(view.substr(0, len), *limits_, r->head);
+  HeadResult hr = parse_request_head(view.substr(0, len), *limits_, r.head);
   in_pos_ += len;
   if (hr.status) {
-    protocol_error(hr.status, hr.reason);
+    protocol_error(hr.status, hr.reason, head_at);
     return true;
   }
-  const HeaderList &h = r->head.headers;
+  const HeaderList &h = r.head.headers;
   for_each_list_item(h, "Connection", [&](std::string_view t) {
-    if (iequals(t, "close")) r->client_close = true;
+    if (iequals(t, "close")) r.client_close = true;
   });
 
   size_t nenc = h.count_of("Encapsulated");
   if (nenc > 1) {
-    protocol_error(400, "more than one Encapsulated header");
+    protocol_error(400, "more than one Encapsulated header", head_at);
     return true;
   }
   if (nenc == 0) {
     // Squid sends OPTIONS without Encapsulated (the errata allow it for
     // messages without a body); every other request needs one.
-    if (r->head.method != ICAP_METHOD_OPTIONS) {
-      protocol_error(400, "missing Encapsulated header");
+    if (r.head.method != ICAP_METHOD_OPTIONS) {
+      protocol_error(400, "missing Encapsulated header", head_at);
       return true;
     }
-    r->enc.offset[ICAP_SECTION_NULL_BODY] = 0;
-    r->enc.order[0] = ICAP_SECTION_NULL_BODY;
-    r->enc.count = 1;
+    r.enc.offset[ICAP_SECTION_NULL_BODY] = 0;
+    r.enc.order[0] = ICAP_SECTION_NULL_BODY;
+    r.enc.count = 1;
   } else {
     std::string why;
-    if (!parse_encapsulated(*h.get("Encapsulated"), r->head.method, r->enc, why)) {
-      protocol_error(400, why);
+    if (!parse_encapsulated(*h.get("Encapsulated"), r.head.method, r.enc, why)) {
+      protocol_error(400, why, head_at);
       return true;
     }
   }
   if (h.count_of("Preview") > 1) {
-    protocol_error(400, "more than one Preview header");
+    protocol_error(400, "more than one Preview header", head_at);
     return true;
   }
-  if (const std::string *pv = h.get("Preview"); pv && r->head.method != ICAP_METHOD_OPTIONS) {
+  if (const std::string *pv = h.get("Preview"); pv && r.head.method != ICAP_METHOD_OPTIONS) {
     uint64_t v;
     if (!parse_decimal(*pv, v)) {
-      protocol_error(400, "bad Preview value");
+      protocol_error(400, "bad Preview value", head_at);
       return true;
     }
     if (v > (*limits_)[ICAP_LIMIT_PREVIEW_BYTES]) {
-      protocol_error(400, "Preview larger than the configured limit");
+      protocol_error(400, "Preview larger than the configured limit", head_at);
       return true;
     }
-    r->preview = static_cast<int64_t>(v);
+    r.preview = static_cast<int64_t>(v);
   }
   for_each_list_item(h, "Allow", [&](std::string_view t) {
-    if (t == "204") r->allow_204 = true;
-    if (t == "206") r->allow_206 = true;
+    if (t == "204") r.allow_204 = true;
+    if (t == "206") r.allow_206 = true;
   });
   state_ = State::kEncapsulated;
   return true;
 }
 
 bool Session::step_encapsulated() {
-  icap_request *r = cur_;
-  int64_t hb = r->enc.header_bytes();
+  RequestInfo &r = cur_->parsing();
+  int64_t hb = r.enc.header_bytes();
   if (static_cast<uint64_t>(hb) > (*limits_)[ICAP_LIMIT_HTTP_HEADER_BYTES]) {
-    protocol_error(400, "encapsulated HTTP headers over their limit");
+    protocol_error(400, "encapsulated HTTP headers over their limit", input_offset(in_pos_));
     return true;
   }
   if (isize() - in_pos_ < static_cast<size_t>(hb)) return false;
   const char *base = ibase() + in_pos_;
-  for (int i = 0; i < r->enc.count; i++) {
-    icap_section s = r->enc.order[i];
+  for (int i = 0; i < r.enc.count; i++) {
+    icap_section s = r.enc.order[i];
     if (s != ICAP_SECTION_REQ_HDR && s != ICAP_SECTION_RES_HDR) continue;
-    int64_t off = r->enc.offset[s], end = r->enc.section_end(s);
-    HttpHead &hh = s == ICAP_SECTION_REQ_HDR ? r->http_req : r->http_res;
+    int64_t off = r.enc.offset[s], end = r.enc.section_end(s);
+    HttpHead &hh = s == ICAP_SECTION_REQ_HDR ? r.http_req : r.http_res;
     std::string why;
     if (!parse_http_head(std::string_view(base + off, static_cast<size_t>(end - off)),
                          s == ICAP_SECTION_REQ_HDR, (*limits_)[ICAP_LIMIT_HTTP_HEADER_COUNT], hh,
                          why)) {
-      protocol_error(400, why);
+      protocol_error(400, why, input_offset(in_pos_ + static_cast<size_t>(off)));
       return true;
     }
   }
   in_pos_ += static_cast<size_t>(hb);
-  if (r->enc.has_chunked_body()) {
+  cur_->received();
+  if (cur_->has_body()) {
     chunks_.reset();
     state_ = State::kBody;
   } else {
-    r->body_done = true;
     state_ = State::kWaitResponse;
   }
   dispatch();
@@ -293,60 +278,60 @@ bool Session::step_encapsulated() {
 
 void Session::dispatch() {
   icap_request *r = cur_;
-  auto it = services_->find(r->head.service);
+  RequestInfo &info = r->parsing();
+  auto it = services_->find(info.head.service);
   if (it == services_->end()) {
-    log(ICAP_LOG_INFO, "no service '" + r->head.service + "': 404");
-    send_simple(r, 404, false);
+    log(ICAP_LOG_INFO, "no service '" + info.head.service + "': 404");
+    r->send_simple(404, false);
     return;
   }
   icap_service *svc = it->second.get();
-  r->service = svc;
-  icap_method m = r->head.method;
+  info.service = svc;
+  icap_method m = info.head.method;
   icap_handler_cb cb = svc->handler[m];
   if (!cb) {
     if (m == ICAP_METHOD_OPTIONS) {
-      send_options(r);
+      r->send_options();
     } else {
       log(ICAP_LOG_INFO,
-          "service '" + svc->name + "' has no " + r->head.method_name + " handler: 405");
-      send_simple(r, 405, false);
+          "service '" + svc->name + "' has no " + info.head.method_name + " handler: 405");
+      r->send_simple(405, false);
     }
     return;
   }
-  r->dispatched = true;
-  r->refs++;  // the handler may end the transaction before it returns
+  r->dispatched();
+  r->ref();  // the handler may end the transaction before it returns
   int rc;
   try {
     rc = cb(r, svc->handler_user[m]);
   } catch (...) {
     rc = ICAP_EHANDLER;
   }
-  if (rc < 0 && !r->ended) fail(r, 500, std::string("handler failed: ") + icap_strerror(rc));
-  request_unref(r);
+  if (rc < 0 && !r->ended()) fail(r, 500, std::string("handler failed: ") + icap_strerror(rc));
+  r->unref();
 }
 
 bool Session::step_body() {
   icap_request *r = cur_;
-  if (r->body_done) {
+  if (r->body_done()) {
     state_ = State::kWaitResponse;
     return true;
   }
-  if (r->preview_ended && !r->continued) {
+  if (r->awaiting_continue()) {
     // The body goes on only after 100 Continue; a final answer ends it.
     if (r->answer_started()) {
-      r->body_done = true;
+      r->body_abandoned();
       return true;
     }
     return false;
   }
-  BodyMode m = r->mode;
-  if (r->resp == RespState::kDone && m != BodyMode::kEcho) m = BodyMode::kDiscard;
-  if (m == BodyMode::kNone) return false;
-  if (m == BodyMode::kPush && r->paused) return false;
+  BodyState m = r->body_state();
+  if (m == BodyState::kNone || m == BodyState::kPushPaused) return false;
   // A client that reads our answer slowly slows down how fast its body is
   // consumed, whoever consumes it (the echo, or a handler that streams),
   // so output never queues without bound.
-  if (m != BodyMode::kDiscard && unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return false;
+  if (m != BodyState::kDiscard && writer_.unwritten() > (*limits_)[ICAP_LIMIT_BUFFER_BYTES])
+    return false;
   size_t avail = isize() - in_pos_;
   if (avail == 0) return false;
 
@@ -358,96 +343,42 @@ bool Session::step_body() {
     case ChunkDecoder::kNeedMore:
       return false;
     case ChunkDecoder::kError:
-      protocol_error(400, "bad chunked body: " + chunks_.error());
+      protocol_error(400, "bad chunked body: " + chunks_.error(), input_offset(in_pos_));
       return true;
-    case ChunkDecoder::kData: {
-      bool previewing = r->preview >= 0 && !r->preview_ended;
-      if (previewing) {
-        r->preview_bytes += dlen;
-        if (r->preview_bytes > static_cast<uint64_t>(r->preview)) {
-          protocol_error(400, "preview longer than announced");
-          return true;
-        }
-      }
-      if (m == BodyMode::kDiscard) return true;
-      if (m == BodyMode::kEcho) {
-        std::string head;
-        append_chunk_head(head, dlen);
-        emit(head);
-        emit(std::string_view(data, dlen));
-        emit("\r\n");
+    case ChunkDecoder::kData:
+      if (!r->count_preview(dlen)) {
+        protocol_error(400, "preview longer than announced", input_offset(in_pos_));
         return true;
       }
-      if (previewing)
-        r->preview_copy.append(data, dlen);
-      else
-        r->consumed_after_preview = true;
-      deliver(r, 0, data, dlen);
+      r->on_body_data(data, dlen);
       return true;
-    }
     case ChunkDecoder::kEnd: {
       bool ieof = chunks_.ieof();
       chunks_.reset();
-      unsigned flags = ICAP_BODY_END;
-      if (r->preview >= 0 && !r->preview_ended) {
-        r->preview_ended = true;
-        if (ieof) {
-          r->ieof = true;
-          r->body_done = true;
-          flags |= ICAP_BODY_IEOF;
-        } else if (r->answer_started() && !r->continued) {
-          r->body_done = true;
-        } else {
-          flags |= ICAP_BODY_PREVIEW_END;
-        }
-      } else {
-        r->body_done = true;
-      }
-      if (m == BodyMode::kEcho) {
-        if (r->body_done) {
-          emit("0\r\n\r\n");
-          r->resp = RespState::kDone;
-          after_response_done(r);
-        } else {
-          send_continue(r);
-        }
-        return true;
-      }
-      if (m == BodyMode::kDiscard) return true;
-      deliver(r, static_cast<int>(flags), nullptr, 0);
+      r->on_body_end(ieof);
       return true;
     }
   }
   return false;
 }
 
-void Session::deliver(icap_request *r, int status, const char *data, size_t len) {
-  icap_body_cb cb = r->body_cb;
-  void *user = r->body_user;
-  if (!cb) return;
-  bool last = status < 0 || r->body_done;
-  if (r->mode == BodyMode::kReadOnce || last) {
-    r->mode = BodyMode::kNone;
-    r->body_cb = nullptr;
-    r->body_user = nullptr;
-  }
-  r->refs++;
-  try {
-    cb(r, status, data, len, user);
-  } catch (...) {
-    if (!r->ended) fail(r, 500, "body callback threw");
-  }
-  request_unref(r);
-}
-
-void Session::protocol_error(int status, const std::string &why) {
+void Session::protocol_error(int status, const std::string &why, uint64_t offset) {
   icap_request *r = cur_;
-  log(status >= 500 ? ICAP_LOG_WARN : ICAP_LOG_INFO,
-      "ICAP " + std::to_string(status) + " to " + peer_ip_ + ": " + why);
-  if (r && !r->end_status) r->end_status = ICAP_EPROTO;
+  bool answer = r && !r->answer_started();
+  if (!error_.status) error_ = ProtocolError{status, why, offset, answer};
+  // The log says what was done: once a response has started, the status
+  // cannot be sent any more, and the connection is only closed.
+  std::string where = why + " at byte " + std::to_string(offset);
+  if (answer)
+    log(status >= 500 ? ICAP_LOG_WARN : ICAP_LOG_INFO,
+        "ICAP " + std::to_string(status) + " to " + peer_ip_ + ": " + where);
+  else
+    log(ICAP_LOG_INFO,
+        "closing the connection to " + peer_ip_ + ": " + where + ", after the response started");
+  if (r) r->set_end_status(ICAP_EPROTO);
   // Answers already queued (an earlier pipelined one, a 204 to a preview)
   // are still written; then the connection closes.
-  if (r && !r->answer_started()) send_simple(r, status, true);
+  if (answer) r->send_simple(status, true);
   closing_ = true;
   finish_transaction(ICAP_EPROTO);
   state_ = State::kStopped;
@@ -455,10 +386,10 @@ void Session::protocol_error(int status, const std::string &why) {
 
 void Session::fail(icap_request *r, int status, const std::string &why) {
   log(ICAP_LOG_ERROR, "transaction failed (" + std::to_string(status) + "): " + why);
-  if (!r->end_status) r->end_status = ICAP_EHANDLER;
+  r->set_end_status(ICAP_EHANDLER);
   // What was already queued (a complete answer, or part of a body) is still
   // written; the close after it tells the client the answer is cut short.
-  if (!r->answer_started()) send_simple(r, status, true);
+  if (!r->answer_started()) r->send_simple(status, true);
   closing_ = true;
   if (r == cur_) finish_transaction(ICAP_EHANDLER);
   host_->session_output();
@@ -470,23 +401,11 @@ void Session::finish_transaction(int status) {
   cur_ = nullptr;
   // An answer the library sent on its own (timeout, failure) completes the
   // transaction at once; the done callback still learns why.
-  if (status == 0 && r->end_status) status = r->end_status;
-  if (r->close_after || r->client_close) closing_ = true;
+  if (status == 0 && r->end_status()) status = r->end_status();
+  if (r->closes_connection()) closing_ = true;
   state_ = closing_ ? State::kStopped : State::kHead;
-  if (status < 0 && r->dispatched && r->body_cb &&
-      (r->mode == BodyMode::kReadOnce || r->mode == BodyMode::kPush))
-    deliver(r, status, nullptr, 0);
-  r->session = nullptr;
-  if (!r->ended) {
-    r->ended = true;
-    if (r->dispatched && r->done_cb) {
-      try {
-        r->done_cb(r, status, r->done_user);
-      } catch (...) {
-      }
-    }
-  }
-  request_unref(r);
+  r->finish(status);
+  r->unref();
 }
 
 void Session::shutdown(int status) {
@@ -497,32 +416,28 @@ void Session::shutdown(int status) {
   }
   state_ = State::kStopped;
   dead_ = true;
-  out_.discard();
+  writer_.discard();
 }
 
 void Session::written(size_t n) {
-  bool was_blocked = unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES];
-  unwritten_ = n > unwritten_ ? 0 : unwritten_ - n;
-  if (was_blocked && unwritten_ <= (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) process();
+  bool was_blocked = writer_.unwritten() > (*limits_)[ICAP_LIMIT_BUFFER_BYTES];
+  writer_.written(n);
+  if (was_blocked && writer_.unwritten() <= (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) process();
 }
 
 Session::Wait Session::wait() const {
   if (dead_) return Wait::kNone;
   if (!cur_) {
-    if (unwritten_) return Wait::kOutput;
+    if (writer_.unwritten()) return Wait::kOutput;
     if (state_ == State::kStopped) return Wait::kNone;
     return in_pos_ < isize() ? Wait::kHead : Wait::kIdle;
   }
   if (state_ == State::kHead || state_ == State::kEncapsulated) return Wait::kHead;
   const icap_request *r = cur_;
-  if (unwritten_ > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return Wait::kOutput;
-  if (state_ == State::kBody && !r->body_done && !(r->preview_ended && !r->continued)) {
-    bool consuming = r->resp == RespState::kDone || r->mode == BodyMode::kEcho ||
-                     r->mode == BodyMode::kReadOnce || (r->mode == BodyMode::kPush && !r->paused);
-    if (consuming) return Wait::kBody;
-  }
-  if (r->resp != RespState::kDone) return Wait::kHandler;
-  return unwritten_ ? Wait::kOutput : Wait::kNone;
+  if (writer_.unwritten() > (*limits_)[ICAP_LIMIT_BUFFER_BYTES]) return Wait::kOutput;
+  if (state_ == State::kBody && !r->body_done() && r->consuming_body()) return Wait::kBody;
+  if (!r->response_done()) return Wait::kHandler;
+  return writer_.unwritten() ? Wait::kOutput : Wait::kNone;
 }
 
 void Session::timed_out(Wait w) {
@@ -540,10 +455,10 @@ void Session::timed_out(Wait w) {
           std::string(w == Wait::kHandler ? "handler timed out" : "client too slow") + " (" +
               peer_ip_ + "): " + std::to_string(status));
       if (!r && in_pos_ < isize()) {
-        cur_ = r = new icap_request(this);
+        cur_ = r = new icap_request(this, host_->session_loop());
       }
-      if (r && !r->end_status) r->end_status = ICAP_ETIMEDOUT;
-      if (r && !r->answer_started()) send_simple(r, status, true);
+      if (r) r->set_end_status(ICAP_ETIMEDOUT);
+      if (r && !r->answer_started()) r->send_simple(status, true);
       closing_ = true;
       break;
     }
@@ -555,145 +470,6 @@ void Session::timed_out(Wait w) {
   finish_transaction(ICAP_ETIMEDOUT);
   state_ = State::kStopped;
   host_->session_output();
-}
-
-// ---------------------------------------------------------------- output ---
-
-void Session::emit(std::string_view s) {
-  out_.append(s);
-  unwritten_ += s.size();
-}
-
-void Session::emit_zc(const char *p, size_t n, icap_release_cb cb, void *user) {
-  out_.append_zc(p, n, cb, user);
-  unwritten_ += n;
-}
-
-void Session::begin_response(icap_request *r, int status) {
-  if (host_->session_draining()) r->close_after = true;
-  bool close = r->close_after || r->client_close || closing_;
-  std::string h;
-  h.reserve(256);
-  h += "ICAP/1.0 ";
-  h += std::to_string(status);
-  h += ' ';
-  h += icap_status_reason(status);
-  h += "\r\n";
-  if (status != 100) {
-    if (!r->icap_headers.has("ISTag")) {
-      h += "ISTag: \"";
-      h += r->service ? r->service->get_istag() : std::string("libicap-" ICAP_VERSION_STRING);
-      h += "\"\r\n";
-    }
-    h += "Date: ";
-    h += http_date_now();
-    h += "\r\nServer: ";
-    h += host_->session_server_header();
-    h += close ? "\r\nConnection: close\r\n" : "\r\nConnection: keep-alive\r\n";
-  }
-  r->status = status;
-  emit(h);
-}
-
-void Session::send_simple(icap_request *r, int status, bool close) {
-  if (close) {
-    r->close_after = true;
-    closing_ = true;
-  }
-  begin_response(r, status);
-  emit("Encapsulated: null-body=0\r\n\r\n");
-  r->resp = RespState::kDone;
-  after_response_done(r);
-}
-
-void Session::send_continue(icap_request *r) {
-  emit("ICAP/1.0 100 Continue\r\n\r\n");
-  r->continued = true;
-  host_->session_output();
-}
-
-void Session::send_options(icap_request *r) {
-  const icap_service *svc = r->service;
-  HeaderList g;
-  std::string methods;
-  if (svc->handler[ICAP_METHOD_REQMOD]) methods = "REQMOD";
-  if (svc->handler[ICAP_METHOD_RESPMOD]) methods += methods.empty() ? "RESPMOD" : ", RESPMOD";
-  g.add("Methods", methods);
-  g.add("Service", host_->session_server_header() + " " + svc->name);
-  g.add("Service-ID", svc->name);
-  uint64_t maxc = svc->max_connections;
-  if (!maxc) {
-    uint64_t limit = host_->session_connection_limit();
-    maxc = limit / 8 * 7 + limit % 8 * 7 / 8;  // 7/8, rounded down
-    if (!maxc) maxc = 1;
-  }
-  g.add("Max-Connections", std::to_string(maxc));
-  if (svc->options_ttl >= 0) g.add("Options-TTL", std::to_string(svc->options_ttl));
-  if (svc->allow_204 || svc->allow_206)
-    g.add("Allow", svc->allow_204 && svc->allow_206 ? "204, 206" : svc->allow_204 ? "204" : "206");
-  if (svc->preview >= 0) g.add("Preview", std::to_string(svc->preview));
-  if (svc->has_transfer_preview) g.add("Transfer-Preview", svc->transfer_preview);
-  if (svc->has_transfer_ignore) g.add("Transfer-Ignore", svc->transfer_ignore);
-  if (svc->has_transfer_complete) g.add("Transfer-Complete", svc->transfer_complete);
-  for (const Header &x : svc->options_headers.items()) g.add(x.name, x.value);
-
-  begin_response(r, r->status_set ? r->status : 200);
-  std::string h;
-  for (const Header &x : g.items())
-    if (!r->icap_headers.has(x.name)) h += x.name + ": " + x.value + "\r\n";
-  for (const Header &x : r->icap_headers.items()) h += x.name + ": " + x.value + "\r\n";
-  h += "Encapsulated: null-body=0\r\n\r\n";
-  emit(h);
-  r->resp = RespState::kDone;
-  after_response_done(r);
-}
-
-void Session::start_echo(icap_request *r) {
-  bool resp = r->head.method == ICAP_METHOD_RESPMOD;
-  const HttpHead &hh = resp ? r->http_res : r->http_req;
-  const char *kind = resp ? "res" : "req";
-  bool body = r->enc.has_chunked_body();
-  begin_response(r, 200);
-  std::string h = "Encapsulated: ";
-  h += kind;
-  h += "-hdr=0, ";
-  h += body ? kind : "null";
-  h += "-body=";
-  h += std::to_string(hh.raw.size());
-  h += "\r\n\r\n";
-  h += hh.raw;
-  emit(h);
-  if (!body) {
-    r->resp = RespState::kDone;
-    after_response_done(r);
-    return;
-  }
-  r->resp = RespState::kHead;
-  if (!r->preview_copy.empty()) {
-    std::string c;
-    append_chunk_head(c, r->preview_copy.size());
-    c += r->preview_copy;
-    c += "\r\n";
-    emit(c);
-    r->preview_copy.clear();
-  }
-  if (r->body_done) {
-    emit("0\r\n\r\n");
-    r->resp = RespState::kDone;
-    after_response_done(r);
-    return;
-  }
-  r->mode = BodyMode::kEcho;
-  r->body_cb = nullptr;
-  process();
-}
-
-void Session::after_response_done(icap_request *r) {
-  if (r->close_after) closing_ = true;
-  // The rest of the body will be discarded: a pending read ends now.
-  if (r->body_cb && (r->mode == BodyMode::kReadOnce || r->mode == BodyMode::kPush))
-    deliver(r, r->end_status ? r->end_status : ICAP_ECANCELED, nullptr, 0);
-  process();
 }
 
 }  // namespace icap::detail

@@ -1,24 +1,37 @@
-// The sans-IO ICAP engine for one connection: bytes in (feed), handler calls
-// and events out, response bytes appended to an output queue. No sockets, no
-// clocks: the server layer owns those and asks the session what it waits for.
+// The sans-IO ICAP engine for one connection: the connection loop. Bytes in
+// (feed), the parser steps (request head, encapsulated HTTP heads, chunked
+// body), handler calls out, response bytes appended to an output queue by
+// the transactions (transaction.cc, response_writer.cc). No sockets and no
+// clock: the host (the server, or a test) owns those, gives the time, and
+// asks the session what it waits for to arm its timers.
 #ifndef ICAP_PROTOCOL_SESSION_HPP
 #define ICAP_PROTOCOL_SESSION_HPP
 
 #include <cstdint>
+#include <ctime>
 #include <string>
 
-#include "http/http_head.hpp"
 #include "icap/icap.h"
 #include "protocol/chunked.hpp"
-#include "protocol/encapsulated.hpp"
 #include "protocol/limits.hpp"
 #include "protocol/output.hpp"
-#include "protocol/request_head.hpp"
+#include "protocol/response_writer.hpp"
 #include "protocol/service.hpp"
+#include "protocol/transaction.hpp"
+#include "protocol/transaction_loop.hpp"
 
 namespace icap::detail {
 
 class Session;
+
+// A protocol error, kept once found (sticky, as llhttp's are): what the
+// client did wrong and where, for the log and for tests.
+struct ProtocolError {
+  int status = 0;         // the ICAP status it calls for (400, 501, 505); 0 for none
+  std::string reason;     // "bad chunked body: bad chunk size"
+  uint64_t offset = 0;    // the byte of the connection's input where it was found
+  bool answered = false;  // the status was sent (false: a response had started)
+};
 
 // What a session needs from whoever drives it.
 class SessionHost {
@@ -33,68 +46,15 @@ class SessionHost {
   virtual uint64_t session_connection_limit() = 0;
   // True while the server drains: responses then say Connection: close.
   virtual bool session_draining() = 0;
+  // The wall clock, for the Date header: the engine reads no clock itself,
+  // so tests give it a fixed time.
+  virtual time_t session_time() = 0;
+  // The loop this connection runs on, for post and offload; null when the
+  // engine runs without a server (then both return ICAP_ENOTSUP).
+  virtual TransactionLoop *session_loop() { return nullptr; }
 };
-
-// Who receives the request body right now.
-enum class BodyMode { kNone, kReadOnce, kPush, kEcho, kDiscard };
-enum class RespState { kNone, kHead, kDone };
 
 }  // namespace icap::detail
-
-// One ICAP transaction; the C API's icap_request.
-struct icap_request {
-  explicit icap_request(icap::detail::Session *s);
-
-  icap::detail::Session *session;  // null once the connection is gone
-  void *loop_ctx = nullptr;        // the server's worker (for post/offload)
-  unsigned worker_index = 0;
-  int refs = 1;
-  bool ended = false;       // the done callback ran (or the connection died)
-  bool dispatched = false;  // the handler was called
-  int end_status = 0;       // why the library ended it early (for on_done)
-  void *data = nullptr;
-  icap_done_cb done_cb = nullptr;
-  void *done_user = nullptr;
-  std::string client_ip;
-  int client_port = 0;
-
-  // The request.
-  icap::detail::RequestHead head;
-  icap::detail::Encapsulated enc;
-  icap::detail::HttpHead http_req, http_res;
-  icap_service *service = nullptr;
-  int64_t preview = -1;
-  bool allow_204 = false, allow_206 = false;
-  bool client_close = false;
-
-  // Body reading.
-  icap::detail::BodyMode mode = icap::detail::BodyMode::kNone;
-  bool paused = false;
-  icap_body_cb body_cb = nullptr;
-  void *body_user = nullptr;
-  bool body_done = false;      // nothing more of this body will arrive
-  bool preview_ended = false;  // the preview's last chunk was read
-  bool ieof = false;
-  bool continued = false;               // 100 Continue sent
-  bool consumed_after_preview = false;  // handler read bytes past the preview
-  bool read_error = false;
-  uint64_t preview_bytes = 0;
-  std::string preview_copy;  // preview bytes the handler read (for an echo)
-
-  // The response.
-  icap::detail::RespState resp = icap::detail::RespState::kNone;
-  int status = 200;
-  bool status_set = false;
-  icap::detail::HeaderList icap_headers;
-  std::string http_line;  // start line of the encapsulated HTTP message
-  bool http_line_is_status = false;
-  icap::detail::HeaderList http_headers;
-  bool close_after = false;
-
-  bool in_preview_phase() const { return preview >= 0 && !continued; }
-  bool answer_started() const { return resp != icap::detail::RespState::kNone; }
-  bool complete() const { return resp == icap::detail::RespState::kDone && body_done; }
-};
 
 namespace icap::detail {
 
@@ -110,10 +70,6 @@ class Session {
     peer_ip_ = std::move(ip);
     peer_port_ = port;
   }
-  void set_loop_ctx(void *ctx, unsigned index) {
-    loop_ctx_ = ctx;
-    worker_index_ = index;
-  }
 
   // Appends received bytes and processes them.
   void feed(const char *p, size_t n);
@@ -128,13 +84,15 @@ class Session {
   // releases borrowed output. The session does nothing after this.
   void shutdown(int status);
 
-  OutQueue &out() { return out_; }
+  OutQueue &out() { return writer_.queue(); }
   // False while enough input is buffered, or when closing.
   bool wants_input() const;
   // True when the connection must close once the output is written.
   bool closing() const { return closing_; }
   // True when the connection must close now, without writing more.
   bool dead() const { return dead_; }
+  // The first protocol error on this connection (status 0 while none).
+  const ProtocolError &error() const { return error_; }
 
   enum class Wait { kNone, kIdle, kHead, kBody, kHandler, kOutput };
   // What the session waits for, so the server can pick the right timer.
@@ -143,24 +101,19 @@ class Session {
   // close. Ends the transaction with ICAP_ETIMEDOUT.
   void timed_out(Wait w);
 
-  // ---- used by the C API (transaction.cc) ----
-  size_t pending_output() const { return unwritten_; }
+  // ---- used by the transactions of this connection ----
+  // Bytes queued or being written.
+  size_t pending_output() const { return writer_.unwritten(); }
   const Limits &limits() const { return *limits_; }
+  ResponseWriter &writer() { return writer_; }
+  const ResponseWriter &writer() const { return writer_; }
   SessionHost *host() const { return host_; }
   void log(icap_log_level level, const std::string &msg) { host_->session_log(level, msg); }
-  // Writes the status line and the headers every response carries.
-  void begin_response(icap_request *r, int status);
-  // Queues `s` as output and asks the host to flush.
-  void emit(std::string_view s);
-  void emit_zc(const char *p, size_t n, icap_release_cb cb, void *user);
-  // Answers a transaction that has not started its response with a
-  // bodiless status (errors, 204, generated responses).
-  void send_simple(icap_request *r, int status, bool close);
-  void send_options(icap_request *r);
-  void start_echo(icap_request *r);
-  void send_continue(icap_request *r);
-  void after_response_done(icap_request *r);
-  // Fails the current transaction: 500 if possible, then close.
+  // New output is queued: the host flushes it soon.
+  void output_ready() { host_->session_output(); }
+  // The connection closes once the current response is written.
+  void close_after_response() { closing_ = true; }
+  // Fails transaction `r`: 500 if no answer started, then close.
   void fail(icap_request *r, int status, const std::string &why);
 
  private:
@@ -169,8 +122,9 @@ class Session {
   bool step_body();
   void dispatch();
   void finish_transaction(int status);
-  void protocol_error(int status, const std::string &why);
-  void deliver(icap_request *r, int status, const char *data, size_t len);
+  void protocol_error(int status, const std::string &why, uint64_t offset);
+  // Where byte `pos` of the current input is in the connection's input.
+  uint64_t input_offset(size_t pos) const { return consumed_before_ + pos; }
   void compact_input();
 
   SessionHost *host_;
@@ -178,8 +132,6 @@ class Session {
   const Limits *limits_;
   std::string peer_ip_;
   int peer_port_ = 0;
-  void *loop_ctx_ = nullptr;
-  unsigned worker_index_ = 0;
 
   enum class State { kHead, kEncapsulated, kBody, kWaitResponse, kStopped };
   State state_ = State::kHead;
@@ -190,23 +142,18 @@ class Session {
   const char *ext_ = nullptr;
   size_t ext_len_ = 0;
   size_t in_pos_ = 0;
-  size_t head_scan_ = 0;  // where the search for CRLF CRLF resumes
+  uint64_t consumed_before_ = 0;  // bytes dropped from the front of the input
+  size_t head_scan_ = 0;          // where the search for CRLF CRLF resumes
   icap_request *cur_ = nullptr;
   ChunkDecoder chunks_;
-  OutQueue out_;
-  size_t unwritten_ = 0;  // queued + being written
+  ResponseWriter writer_;
   bool closing_ = false;
   bool dead_ = false;
   bool peer_eof_ = false;
   bool in_process_ = false;
   bool again_ = false;
+  ProtocolError error_;
 };
-
-// Releases a reference; frees the request at zero.
-void request_unref(icap_request *r);
-
-// "Mon, 02 Jan 2006 15:04:05 GMT" for now, cached per second and thread.
-const std::string &http_date_now();
 
 }  // namespace icap::detail
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 
 namespace icap::detail {
 
@@ -23,7 +24,6 @@ Connection::Connection(Worker *w)
   uv_timer_init(w->loop(), &timer_);
   timer_.data = this;
   open_handles_ = 2;
-  session_.set_loop_ctx(w, w->index());
 }
 
 Connection::~Connection() = default;
@@ -290,5 +290,9 @@ uint64_t Connection::session_connection_limit() {
 }
 
 bool Connection::session_draining() { return w_->draining(); }
+
+time_t Connection::session_time() { return time(nullptr); }
+
+TransactionLoop *Connection::session_loop() { return w_; }
 
 }  // namespace icap::detail

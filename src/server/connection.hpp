@@ -39,6 +39,8 @@ class Connection final : public SessionHost {
   const std::string &session_server_header() override;
   uint64_t session_connection_limit() override;
   bool session_draining() override;
+  time_t session_time() override;
+  TransactionLoop *session_loop() override;
 
  private:
   struct WriteReq {
@@ -55,7 +57,6 @@ class Connection final : public SessionHost {
   static void on_shutdown(uv_shutdown_t *req, int status);
   void update();  // reading on/off, timers, close
   void linger();
-  void release_handles();
   uint64_t drain_idle_deadline() const;
 
   Worker *w_;

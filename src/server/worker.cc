@@ -4,7 +4,6 @@
 
 #include "protocol/session.hpp"
 #include "server/connection.hpp"
-#include "server/worker_api.hpp"
 
 namespace icap::detail {
 
@@ -124,8 +123,8 @@ void Worker::run_posts() {
     list.swap(posts_);
   }
   for (Post &p : list) {
-    p.cb(p.req, p.req->ended ? ICAP_ECANCELED : 0, p.user);
-    request_unref(p.req);
+    p.cb(p.req, p.req->ended() ? ICAP_ECANCELED : 0, p.user);
+    p.req->unref();
   }
 }
 
@@ -158,7 +157,7 @@ int Worker::offload(icap_request *req, icap_work_cb work, icap_post_cb done, voi
   auto *o = new (std::nothrow) Offload{{}, this, req, work, done, user};
   if (!o) return ICAP_ENOMEM;
   o->work.data = o;
-  req->refs++;
+  req->ref();
   int rc = uv_queue_work(
       &loop_, &o->work,
       [](uv_work_t *w) {
@@ -169,15 +168,15 @@ int Worker::offload(icap_request *req, icap_work_cb work, icap_post_cb done, voi
         auto *o = static_cast<Offload *>(w->data);
         Worker *self = o->w;
         self->offloads_--;
-        int st = status < 0 || o->req->ended ? ICAP_ECANCELED : 0;
+        int st = status < 0 || o->req->ended() ? ICAP_ECANCELED : 0;
         o->done(o->req, st, o->user);
-        request_unref(o->req);
+        o->req->unref();
         delete o;
         self->flush_dirty();
         if (self->draining_) self->maybe_finish();
       });
   if (rc != 0) {
-    req->refs--;
+    req->unref();  // ours, taken above: never the last
     delete o;
     return ICAP_ENOMEM;
   }
@@ -220,17 +219,6 @@ void Worker::maybe_finish() {
   run_posts();  // posts that raced with the stop still get their callback
   uv_close(reinterpret_cast<uv_handle_t *>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&drain_timer_), nullptr);
-}
-
-int worker_post(void *loop_ctx, icap_request *req, icap_post_cb cb, void *user) {
-  if (!loop_ctx) return ICAP_ENOTSUP;
-  return static_cast<Worker *>(loop_ctx)->post(req, cb, user);
-}
-
-int worker_offload(void *loop_ctx, icap_request *req, icap_work_cb work, icap_post_cb done,
-                   void *user) {
-  if (!loop_ctx) return ICAP_ENOTSUP;
-  return static_cast<Worker *>(loop_ctx)->offload(req, work, done, user);
 }
 
 }  // namespace icap::detail

@@ -10,13 +10,14 @@
 #include <thread>
 #include <vector>
 
+#include "protocol/transaction_loop.hpp"
 #include "server/server.hpp"
 
 namespace icap::detail {
 
 class Connection;
 
-class Worker {
+class Worker final : public TransactionLoop {
  public:
   Worker(icap_server *srv, unsigned index);
   ~Worker();
@@ -32,8 +33,10 @@ class Worker {
     if (async_alive_.load()) uv_async_send(&async_);
   }
 
-  int post(icap_request *req, icap_post_cb cb, void *user);
-  int offload(icap_request *req, icap_work_cb work, icap_post_cb done, void *user);
+  // TransactionLoop
+  int post(icap_request *req, icap_post_cb cb, void *user) override;
+  int offload(icap_request *req, icap_work_cb work, icap_post_cb done, void *user) override;
+  unsigned loop_index() const override { return index_; }
 
   icap_server *server() const { return srv_; }
   unsigned index() const { return index_; }

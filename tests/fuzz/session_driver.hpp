@@ -39,6 +39,7 @@ class Driver final : public icap::detail::SessionHost {
   const std::string &session_server_header() override { return server_header_; }
   uint64_t session_connection_limit() override { return 10000; }
   bool session_draining() override { return draining; }
+  time_t session_time() override { return 1764121555; }  // a fixed clock
 
   // Writes what the session queued, as Connection::flush() and on_write()
   // do, until nothing new is queued. Holding output (hold=true) leaves it

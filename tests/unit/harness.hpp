@@ -37,6 +37,7 @@ class TestHost : public icap::detail::SessionHost {
   std::string server_header = "libicap-test/1.0";
   uint64_t connection_limit = 10000;
   bool draining = false;
+  time_t now = 1764121555;  // Wed, 26 Nov 2025 01:45:55 GMT
   int output_calls = 0;
   std::vector<std::string> logs;
 
@@ -45,6 +46,7 @@ class TestHost : public icap::detail::SessionHost {
   const std::string &session_server_header() override { return server_header; }
   uint64_t session_connection_limit() override { return connection_limit; }
   bool session_draining() override { return draining; }
+  time_t session_time() override { return now; }
 };
 
 // Takes the queued output as the server's writer does: every segment, then

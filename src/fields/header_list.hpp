@@ -1,22 +1,15 @@
 // A list of header fields: case-insensitive lookup, repeated names kept in
 // arrival order (what pyicap calls a dict of lists).
-#ifndef ICAP_PROTOCOL_HEADERS_HPP
-#define ICAP_PROTOCOL_HEADERS_HPP
+#ifndef ICAP_FIELDS_HEADER_LIST_HPP
+#define ICAP_FIELDS_HEADER_LIST_HPP
 
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "fields/field_chars.hpp"
+
 namespace icap::detail {
-
-bool iequals(std::string_view a, std::string_view b) noexcept;
-
-// True for a NUL-terminated string without CR or LF: what the API accepts
-// as a header value or start line, so a caller cannot inject a header.
-bool valid_field_text(const char *s) noexcept;
-
-// Trims spaces and horizontal tabs at both ends.
-std::string_view trim_ows(std::string_view s) noexcept;
 
 struct Header {
   std::string name;

@@ -28,12 +28,13 @@ constexpr size_t kPreviewBytes = 4;
 
 // RESPMOD handler for "count": reads the whole body (the preview, then the
 // rest after the 100 Continue that read_chunk sends) and answers 200 with
-// its length, without allocating itself.
+// its length, without allocating itself. Its state belongs to on_done,
+// which runs exactly once however the transaction ends.
 struct Count {
   uint64_t bytes = 0;
 };
 
-void count_body(icap_request *req, int status, const char *, size_t len, void *user);
+void count_done(icap_request *, int, void *user) { delete static_cast<Count *>(user); }
 
 void count_answer(icap_request *req, uint64_t bytes) {
   char body[64];
@@ -46,30 +47,24 @@ void count_answer(icap_request *req, uint64_t bytes) {
 
 void count_body(icap_request *req, int status, const char *, size_t len, void *user) {
   auto *c = static_cast<Count *>(user);
-  if (status < 0) {
-    delete c;
-    return;
-  }
+  if (status < 0) return;
   c->bytes += len;
   unsigned flags = static_cast<unsigned>(status);
   if ((flags & ICAP_BODY_END) && !(flags & ICAP_BODY_PREVIEW_END)) {
-    uint64_t bytes = c->bytes;
-    delete c;
-    count_answer(req, bytes);
+    count_answer(req, c->bytes);
     return;
   }
-  if (icap_request_read_chunk(req, count_body, c) != 0) {
-    delete c;
-    icap_request_abort(req, ICAP_ENOMEM);
-  }
+  if (icap_request_read_chunk(req, count_body, c) != 0) icap_request_abort(req, ICAP_ENOMEM);
 }
 
 int count_handler(icap_request *req, void *) {
   auto *c = new (std::nothrow) Count;
   if (!c) return ICAP_ENOMEM;
-  int rc = icap_request_read_chunk(req, count_body, c);
-  if (rc != 0) delete c;
-  return rc;
+  if (int rc = icap_request_on_done(req, count_done, c)) {
+    delete c;
+    return rc;
+  }
+  return icap_request_read_chunk(req, count_body, c);
 }
 
 // How one run of the script ended.

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "failing_alloc.hpp"
@@ -301,6 +302,64 @@ TEST(OomStartup, EveryAllocationOfServerRunMayFail) {
   }
   printf("oom startup: %llu allocations in a clean start and stop\n",
          static_cast<unsigned long long>(total));
+}
+
+// Setters that copy strings: each refused allocation gives ICAP_ENOMEM and
+// leaves the object as it was. The calls run on a thread of their own, since
+// the test's thread is exempt from failures.
+TEST(OomSetters, EnomemLeavesTheObjectUnchanged) {
+  oom::exempt_this_thread();
+  itest::TestServer server;
+  icap_server *srv = server.srv();
+  auto on_thread = [](auto f) {
+    std::thread t(f);
+    t.join();
+  };
+  const std::string long_name(100, 'n');  // past any small-string buffer
+  int enomem = 0;
+  for (uint64_t n = 1; n < 100; n++) {
+    int rc = 0;
+    icap_service *svc = nullptr;
+    on_thread([&] {
+      oom::arm(n);
+      rc = icap_server_add_service(srv, long_name.c_str(), &svc);
+      oom::disarm();
+    });
+    if (rc == 0) break;  // n is past the call's allocations
+    ASSERT_EQ(rc, ICAP_ENOMEM) << "N=" << n;
+    EXPECT_EQ(svc, nullptr);
+    enomem++;
+  }
+  EXPECT_GT(enomem, 0);
+  // The last call succeeded: the name exists once, and only now.
+  icap_service *svc = nullptr;
+  EXPECT_EQ(icap_server_add_service(srv, long_name.c_str(), &svc), ICAP_EEXIST);
+  icap_service *other = nullptr;
+  ASSERT_EQ(icap_server_add_service(srv, "other", &other), 0);
+  const std::string value(200, 'v');
+  for (int which = 0; which < 3; which++) {
+    int rc = 0;
+    on_thread([&] {
+      oom::arm(1);
+      if (which == 0) rc = icap_server_set_server_header(srv, value.c_str());
+      if (which == 1) rc = icap_service_set_transfer(other, value.c_str(), value.c_str(), nullptr);
+      if (which == 2) rc = icap_service_add_options_header(other, "X-Long", value.c_str());
+      oom::disarm();
+    });
+    EXPECT_EQ(rc, ICAP_ENOMEM) << "setter " << which;
+  }
+  EXPECT_STREQ(icap_service_name(other), "other");
+  // What OPTIONS shows is still the default, so none of them changed.
+  ASSERT_TRUE(server.start());
+  Client c;
+  ASSERT_EQ(c.connect(server.port()), 0);
+  ASSERT_TRUE(c.send_all(itest::options_request("other")));
+  Response r = c.read_response();
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.header("Server").value_or("").rfind("libicap/", 0), 0u);
+  EXPECT_EQ(r.header("Transfer-Preview").value_or(""), "*");
+  EXPECT_FALSE(r.header("Transfer-Ignore").has_value());
+  EXPECT_FALSE(r.header("X-Long").has_value());
 }
 
 }  // namespace

@@ -80,7 +80,8 @@ void Worker::on_connection(uv_stream_t *server, int status) {
 void Worker::accept(uv_stream_t *server) {
   // Room in the list first: once accepted, the connection must be listed
   // (it is closed through the list at drain) without a further allocation.
-  conns_.reserve(conns_.size() + 1);
+  // (Doubling: reserve(size + 1) would reallocate on every accept.)
+  if (conns_.size() == conns_.capacity()) conns_.reserve(2 * conns_.size() + 16);
   auto *c = new Connection(this);
   if (uv_accept(server, reinterpret_cast<uv_stream_t *>(&c->tcp)) != 0) {
     c->close(0);

@@ -34,8 +34,20 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
+/* ICAP_EXTERN marks the exported functions. The library's own build
+ * defines ICAP_BUILDING_LIBRARY (export); a program using the shared library
+ * gets the import form on Windows, and one linking libicap.a statically on
+ * Windows defines ICAP_STATIC. With GCC and Clang every function is given
+ * default visibility, so that a consumer built with -fvisibility=hidden
+ * still sees them. */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(ICAP_STATIC)
+#define ICAP_EXTERN
+#elif defined(ICAP_BUILDING_LIBRARY)
 #define ICAP_EXTERN __declspec(dllexport)
+#else
+#define ICAP_EXTERN __declspec(dllimport)
+#endif
 #elif defined(__GNUC__)
 #define ICAP_EXTERN __attribute__((visibility("default")))
 #else
@@ -93,6 +105,8 @@ typedef enum icap_method {
   ICAP_METHOD_OPTIONS = 0,
   ICAP_METHOD_REQMOD = 1,
   ICAP_METHOD_RESPMOD = 2,
+  /* Not part of the ABI, never use: the number of methods today, which
+   * grows when one is added (kept for the library's own tables). */
   ICAP_METHOD_COUNT_ = 3
 } icap_method;
 
@@ -142,6 +156,7 @@ typedef enum icap_limit {
                                          in-flight transactions [10000] */
   ICAP_LIMIT_WRITE_TIMEOUT_MS = 12,   /* a client that reads nothing of a pending
                                          response for this long is closed [60000] */
+  /* Not part of the ABI, never use: grows when a limit is added. */
   ICAP_LIMIT_COUNT_ = 13
 } icap_limit;
 
@@ -165,7 +180,9 @@ ICAP_EXTERN int icap_server_set_limit(icap_server *srv, icap_limit which, uint64
 /* Current value of a limit, or 0 for an unknown one. */
 ICAP_EXTERN uint64_t icap_server_get_limit(const icap_server *srv, icap_limit which);
 
-/* Value of the Server: header on responses [libicap/VERSION]. Copied. */
+/* Value of the Server: header on responses [libicap/VERSION]. Copied.
+ * Before run only. Returns 0, ICAP_EINVAL, ICAP_ESTATE, ICAP_ENOMEM (the
+ * old value is kept). */
 ICAP_EXTERN int icap_server_set_server_header(icap_server *srv, const char *value);
 
 /* Log callback (NULL: no logging; the library never writes to stderr on its
@@ -228,33 +245,41 @@ ICAP_EXTERN int icap_server_add_service(icap_server *srv, const char *name, icap
  * registration; a handler set for OPTIONS may add or override headers with
  * icap_request_set_icap_header() before icap_request_send_headers(), and
  * every header it does not set keeps its generated value. `user` is
- * borrowed for the life of the server. Before run only. */
+ * borrowed for the life of the server. Before run only: once the server
+ * runs, this and the other "before run only" service setters below return
+ * ICAP_ESTATE and change nothing. Returns 0, ICAP_EINVAL, ICAP_ESTATE. */
 ICAP_EXTERN int icap_service_set_handler(icap_service *svc, icap_method method, icap_handler_cb cb,
                                          void *user);
 
 /* ISTag value (without quotes, at most 30 printable chars, no '"' or '\\').
  * Default: derived from the service name and the start time. Thread-safe:
- * a new tag is used by every response that starts after the call.
- * Returns 0 or ICAP_EINVAL. */
+ * a new tag is used by every response that starts after the call; the one
+ * service setter that may be called while the server runs.
+ * Returns 0, ICAP_EINVAL or ICAP_ENOMEM (the old tag is kept). */
 ICAP_EXTERN int icap_service_set_istag(icap_service *svc, const char *tag);
 
 /* OPTIONS values. Preview: bytes advertised (-1: no Preview header) [1024];
  * Options-TTL seconds (-1: omit) [3600]; Max-Connections (0: derived from
- * ICAP_LIMIT_CONNECTIONS, 7/8 of it) [0]. Before run only. */
+ * ICAP_LIMIT_CONNECTIONS, 7/8 of it) [0]. Before run only.
+ * Each returns 0, ICAP_EINVAL, ICAP_ESTATE. */
 ICAP_EXTERN int icap_service_set_preview(icap_service *svc, int64_t bytes);
 ICAP_EXTERN int icap_service_set_options_ttl(icap_service *svc, int64_t seconds);
 ICAP_EXTERN int icap_service_set_max_connections(icap_service *svc, uint64_t n);
 
 /* Whether OPTIONS advertises Allow: 204 [1] and Allow: 206 [0]. Advertising
- * 206 makes Squid offer it. Before run only. */
+ * 206 makes Squid offer it. Before run only. Returns 0, ICAP_EINVAL,
+ * ICAP_ESTATE. */
 ICAP_EXTERN int icap_service_set_allow(icap_service *svc, int allow_204, int allow_206);
 
 /* Transfer-Preview / Transfer-Ignore / Transfer-Complete lists (NULL: omit).
- * Default Transfer-Preview is "*" so that Squid sends previews. Copied. */
+ * Default Transfer-Preview is "*" so that Squid sends previews. Copied.
+ * Before run only. Returns 0, ICAP_EINVAL, ICAP_ESTATE, ICAP_ENOMEM (then
+ * none of the three changed). */
 ICAP_EXTERN int icap_service_set_transfer(icap_service *svc, const char *preview,
                                           const char *ignore, const char *complete);
 
-/* Add an extra header to every OPTIONS answer (e.g. X-Include). Copied. */
+/* Add an extra header to every OPTIONS answer (e.g. X-Include). Copied.
+ * Before run only. Returns 0, ICAP_EINVAL, ICAP_ESTATE, ICAP_ENOMEM. */
 ICAP_EXTERN int icap_service_add_options_header(icap_service *svc, const char *name,
                                                 const char *value);
 
@@ -282,8 +307,14 @@ typedef enum icap_section {
   ICAP_SECTION_RES_BODY = 3,
   ICAP_SECTION_NULL_BODY = 4,
   ICAP_SECTION_OPT_BODY = 5,
+  /* Not part of the ABI, never use: grows when a section is added. */
   ICAP_SECTION_COUNT_ = 6
 } icap_section;
+
+/* The name a section has in an Encapsulated header ("req-hdr", "res-hdr",
+ * "req-body", "res-body", "null-body", "opt-body"): a static string, never
+ * to be freed. NULL for a value outside the enum. Any thread. */
+ICAP_EXTERN const char *icap_section_name(icap_section section);
 
 /* All returned strings are NUL-terminated and borrowed until the request is
  * released. Absent values are "" for strings and -1 for numbers unless noted. */

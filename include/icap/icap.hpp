@@ -594,12 +594,14 @@ class Request {
   /* pyicap's encapsulated: section name ("req-hdr", "res-body", ...) ->
    * offset, for the sections present. */
   std::map<std::string, std::int64_t> encapsulated() const {
-    static const char* const names[ICAP_SECTION_COUNT_] = {"req-hdr",  "res-hdr",   "req-body",
-                                                           "res-body", "null-body", "opt-body"};
     std::map<std::string, std::int64_t> out;
-    for (int s = 0; s < ICAP_SECTION_COUNT_; ++s) {
+    // The library names the sections (and says where they end: NULL), so
+    // this header keeps no copy of the table.
+    for (int s = 0;; ++s) {
+      const char* name = icap_section_name(static_cast<icap_section>(s));
+      if (!name) break;
       std::int64_t off = icap_request_encapsulated(r_, static_cast<icap_section>(s));
-      if (off >= 0) out.emplace(names[s], off);
+      if (off >= 0) out.emplace(name, off);
     }
     return out;
   }

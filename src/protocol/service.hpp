@@ -2,6 +2,7 @@
 #ifndef ICAP_PROTOCOL_SERVICE_HPP
 #define ICAP_PROTOCOL_SERVICE_HPP
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -11,6 +12,9 @@
 #include "fields/header_list.hpp"
 
 struct icap_service {
+  // The owning server's run state (icap_server::State): the "before run
+  // only" setters check it.
+  const std::atomic<int> *server_state = nullptr;
   std::string name;
   icap_handler_cb handler[ICAP_METHOD_COUNT_] = {};
   void *handler_user[ICAP_METHOD_COUNT_] = {};

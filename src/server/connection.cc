@@ -1,8 +1,12 @@
 #include "server/connection.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <memory>
+
+#include "api/guard.hpp"
 
 namespace icap::detail {
 
@@ -11,7 +15,13 @@ namespace {
 // still sends, so that closing does not reset the connection before the
 // client has read our last answer.
 constexpr uint64_t kLingerMs = 2000;
-constexpr size_t kMaxIov = 128;
+// At most as many buffers per uv_write() as fit in the request itself.
+// For more, libuv allocates, and libuv 1.44 returns UV_ENOMEM from there
+// with the request still counted as active (uv_write2() in
+// src/unix/stream.c never unregisters it), so the loop would never end and
+// icap_server_run() would never return. Segments are large (OutQueue merges
+// small appends), so four per write cost little.
+constexpr size_t kMaxIov = sizeof(uv_write_t::bufsml) / sizeof(uv_buf_t);
 // How long a connection that is idle during a drain stays open for a request
 // that may already be on its way (drain_idle_deadline()).
 constexpr uint64_t kDrainIdleGraceMs = 1000;
@@ -28,25 +38,45 @@ Connection::Connection(Worker *w)
 
 Connection::~Connection() = default;
 
+template <class F>
+void Connection::guarded(F &&f) noexcept {
+  Worker *w = w_;  // `this` may be gone when f() returns
+  guard_void(std::forward<F>(f), [this](int code) { fail(code); });
+  w->flush_dirty();
+}
+
+void Connection::fail(int code) noexcept {
+  if (closing_) return;
+  // Close first: the log line below needs memory, which may still be short,
+  // and the connection must end whether or not it can be logged.
+  close(code);
+  guard_void([&] {
+    char msg[160];
+    snprintf(msg, sizeof msg, "connection from %s:%d ended: %s", peer_ip_, peer_port_,
+             icap_strerror(code));
+    w_->server()->log(ICAP_LOG_ERROR, msg);
+  });
+}
+
 void Connection::start() {
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  char ip[64] = "";
-  int port = 0;
   if (uv_tcp_getpeername(&tcp, reinterpret_cast<sockaddr *>(&ss), &len) == 0) {
     if (ss.ss_family == AF_INET6) {
       auto *a = reinterpret_cast<sockaddr_in6 *>(&ss);
-      uv_ip6_name(a, ip, sizeof ip);
-      port = ntohs(a->sin6_port);
+      uv_ip6_name(a, peer_ip_, sizeof peer_ip_);
+      peer_port_ = ntohs(a->sin6_port);
     } else {
       auto *a = reinterpret_cast<sockaddr_in *>(&ss);
-      uv_ip4_name(a, ip, sizeof ip);
-      port = ntohs(a->sin_port);
+      uv_ip4_name(a, peer_ip_, sizeof peer_ip_);
+      peer_port_ = ntohs(a->sin_port);
     }
   }
-  session_.set_peer(ip, port);
-  uv_tcp_nodelay(&tcp, 1);
-  update();
+  guarded([this] {
+    session_.set_peer(peer_ip_, peer_port_);
+    uv_tcp_nodelay(&tcp, 1);
+    update();
+  });
 }
 
 void Connection::on_alloc(uv_handle_t *h, size_t, uv_buf_t *buf) {
@@ -57,58 +87,69 @@ void Connection::on_alloc(uv_handle_t *h, size_t, uv_buf_t *buf) {
 
 void Connection::on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   auto *c = static_cast<Connection *>(s->data);
-  if (c->lingering_) {
-    if (n < 0) c->close(0);
-    return;
-  }
-  if (n > 0) {
-    c->progress_ = true;
-    c->session_.feed(buf->base, static_cast<size_t>(n));
-  } else if (n == UV_EOF) {
-    c->peer_eof_ = true;
-    c->session_.eof();
-  } else if (n < 0) {
-    c->close(ICAP_ECONNRESET);
-    c->w_->flush_dirty();
-    return;
-  }
-  c->flush();
-  c->w_->flush_dirty();
+  c->guarded([c, n, buf] {
+    if (c->lingering_) {
+      if (n < 0) c->close(0);
+      return;
+    }
+    if (n > 0) {
+      c->progress_ = true;
+      c->session_.feed(buf->base, static_cast<size_t>(n));
+    } else if (n == UV_EOF) {
+      c->peer_eof_ = true;
+      c->session_.eof();
+    } else if (n < 0) {
+      c->close(ICAP_ECONNRESET);
+      return;
+    }
+    c->flush_unguarded();
+  });
 }
 
 void Connection::session_output() {
-  if (!dirty && !closing_) {
-    dirty = true;
-    w_->mark_dirty(this);
-  }
+  if (!closing_) w_->mark_dirty(this);
 }
 
 void Connection::flush() {
-  dirty = false;
+  // Called by the worker for every dirty connection: a failure here ends
+  // this connection, never the loop (the worker's flush_dirty() runs after).
+  guard_void([this] { flush_unguarded(); }, [this](int code) { fail(code); });
+}
+
+void Connection::flush_unguarded() {
+  w_->unmark_dirty(this);
   if (closing_) return;
+  // A write request that is not handed to libuv gives its borrowed bytes
+  // back and goes away, also when a later allocation throws.
+  auto drop = [](WriteReq *wr) {
+    for (auto &s : wr->segs) s.release_now();
+    delete wr;
+  };
   OutQueue &q = session_.out();
   while (!q.empty() && !session_.dead()) {
-    auto *wr = new WriteReq();
+    std::unique_ptr<WriteReq, decltype(drop)> wr(new WriteReq(), drop);
     wr->conn = this;
     wr->bytes = 0;
     auto &segs = q.segments();
     while (!segs.empty() && wr->segs.size() < kMaxIov) {
-      wr->bytes += segs.front().size();
       wr->segs.push_back(std::move(segs.front()));
+      wr->bytes += wr->segs.back().size();
       segs.pop_front();
     }
     uv_buf_t bufs[kMaxIov];
     size_t n = 0;
     for (auto &s : wr->segs) bufs[n++] = uv_buf_init(const_cast<char *>(s.data()), s.size());
-    wr->req.data = wr;
+    wr->req.data = wr.get();
+    // libuv allocates for more than a few buffers; UV_ENOMEM (or any other
+    // error) ends this connection like a reset would.
     int rc = uv_write(&wr->req, reinterpret_cast<uv_stream_t *>(&tcp), bufs,
                       static_cast<unsigned>(n), on_write);
     if (rc < 0) {
-      for (auto &s : wr->segs) s.release_now();
-      delete wr;
-      close(ICAP_ECONNRESET);
+      wr.reset();
+      close(rc == UV_ENOMEM ? ICAP_ENOMEM : ICAP_ECONNRESET);
       return;
     }
+    wr.release();  // on_write owns it now
     writes_in_flight_++;
   }
   q.taken();
@@ -126,15 +167,15 @@ void Connection::on_write(uv_write_t *req, int status) {
     if (c->writes_in_flight_ == 0 && c->open_handles_ == 0) delete c;
     return;
   }
-  if (status < 0) {
-    c->close(ICAP_ECONNRESET);
-    c->w_->flush_dirty();
-    return;
-  }
-  c->progress_ = true;
-  c->session_.written(bytes);
-  c->flush();
-  c->w_->flush_dirty();
+  c->guarded([c, status, bytes] {
+    if (status < 0) {
+      c->close(ICAP_ECONNRESET);
+      return;
+    }
+    c->progress_ = true;
+    c->session_.written(bytes);
+    c->flush_unguarded();
+  });
 }
 
 void Connection::update() {
@@ -150,8 +191,12 @@ void Connection::update() {
   }
   bool want = session_.wants_input();
   if (want && !reading_) {
-    if (uv_read_start(reinterpret_cast<uv_stream_t *>(&tcp), on_alloc, on_read) == 0)
-      reading_ = true;
+    // A connection that cannot read would only wait for its timeout.
+    if (uv_read_start(reinterpret_cast<uv_stream_t *>(&tcp), on_alloc, on_read) != 0) {
+      close(ICAP_EIO);
+      return;
+    }
+    reading_ = true;
   } else if (!want && reading_) {
     uv_read_stop(reinterpret_cast<uv_stream_t *>(&tcp));
     reading_ = false;
@@ -200,19 +245,20 @@ void Connection::update() {
 
 void Connection::on_timer(uv_timer_t *t) {
   auto *c = static_cast<Connection *>(t->data);
-  if (c->lingering_) {
-    c->close(0);
-    return;
-  }
-  Session::Wait w = c->session_.wait();
-  if (w == Session::Wait::kNone) return;
-  if (w == Session::Wait::kIdle && c->w_->draining()) {
-    c->linger();
-    return;
-  }
-  c->session_.timed_out(w);
-  c->flush();
-  c->w_->flush_dirty();
+  c->guarded([c] {
+    if (c->lingering_) {
+      c->close(0);
+      return;
+    }
+    Session::Wait w = c->session_.wait();
+    if (w == Session::Wait::kNone) return;
+    if (w == Session::Wait::kIdle && c->w_->draining()) {
+      c->linger();
+      return;
+    }
+    c->session_.timed_out(w);
+    c->flush_unguarded();
+  });
 }
 
 void Connection::drain() {
@@ -246,7 +292,10 @@ void Connection::linger() {
   }
   lingering_ = true;
   if (!reading_) {
-    uv_read_start(reinterpret_cast<uv_stream_t *>(&tcp), on_alloc, on_read);
+    if (uv_read_start(reinterpret_cast<uv_stream_t *>(&tcp), on_alloc, on_read) != 0) {
+      close(0);
+      return;
+    }
     reading_ = true;
   }
   shutdown_req_.data = this;
@@ -267,8 +316,11 @@ void Connection::on_shutdown(uv_shutdown_t *req, int) {
 void Connection::close(int status) {
   if (closing_) return;
   closing_ = true;
-  dirty = false;
-  session_.shutdown(status);
+  w_->unmark_dirty(this);
+  // The session ends its transaction (the request's on_done runs and its
+  // references are released). The handles below are closed whatever
+  // happens there, or the connection would never be freed.
+  guard_void([&] { session_.shutdown(status); });
   w_->connection_closed(this);
   uv_close(reinterpret_cast<uv_handle_t *>(&tcp), on_closed);
   uv_close(reinterpret_cast<uv_handle_t *>(&timer_), on_closed);

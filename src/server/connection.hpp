@@ -24,13 +24,22 @@ class Connection final : public SessionHost {
   void flush();
   // Closes now (drain timeout, server stop). Ends any transaction.
   void close(int status);
+  // An exception escaped the engine while it served this connection (out
+  // of memory, most often): ends this connection only, logged at ERROR with
+  // the client's address. Never throws.
+  void fail(int code) noexcept;
   bool idle() const { return session_.wait() == Session::Wait::kIdle; }
   // Server drain: the next response says Connection: close and the
   // connection closes after it; an idle one closes after a grace period.
   void drain();
 
   uv_tcp_t tcp;
+  // In the worker's list of connections with output to write. The list is
+  // intrusive so that marking a connection never allocates (marking happens
+  // deep inside the engine, where an exception would be hard to undo).
   bool dirty = false;
+  Connection *dirty_prev = nullptr;
+  Connection *dirty_next = nullptr;
   size_t slot = SIZE_MAX;  // index in the worker's connection list
 
   // SessionHost
@@ -56,10 +65,19 @@ class Connection final : public SessionHost {
   static void on_closed(uv_handle_t *h);
   static void on_shutdown(uv_shutdown_t *req, int status);
   void update();  // reading on/off, timers, close
+  void flush_unguarded();
   void linger();
   uint64_t drain_idle_deadline() const;
+  // Runs `f`; if it throws, fail() ends this connection. In every case the
+  // worker then writes what other connections queued meanwhile.
+  template <class F>
+  void guarded(F &&f) noexcept;
 
   Worker *w_;
+  // The client's address, kept without allocating so that the error log of
+  // an out-of-memory failure can still name it.
+  char peer_ip_[64] = "";
+  int peer_port_ = 0;
   Session session_;
   uv_timer_t timer_;
   uv_shutdown_t shutdown_req_;

@@ -14,18 +14,30 @@
 #include <cstring>
 #include <thread>
 
+#include "api/guard.hpp"
 #include "server/worker.hpp"
 
 icap_server::icap_server() = default;
 
 icap_server::~icap_server() {
+  // icap_server_run() joins every thread it started before it returns; this
+  // is the last line of defence, since destroying a joinable std::thread
+  // terminates the process.
+  stop_requested.store(true);
+  for (auto &w : worker_list) w->wake();
+  for (auto &w : worker_list)
+    if (w->thread.joinable()) w->thread.join();
   worker_list.clear();
   for (auto &l : listeners)
     if (l.fd >= 0) ::close(l.fd);
 }
 
-void icap_server::log(icap_log_level level, const std::string &msg) {
-  if (log_cb && level <= log_level) log_cb(this, level, msg.c_str(), log_user);
+void icap_server::log(icap_log_level level, const std::string &msg) noexcept {
+  if (!log_cb || level > log_level) return;
+  try {
+    log_cb(this, level, msg.c_str(), log_user);
+  } catch (...) {
+  }
 }
 
 namespace icap::detail {
@@ -143,15 +155,95 @@ int server_listen(icap_server *srv, const char *host, int port) {
   socklen_t len;
   if (int rc = sockaddr_for(host ? host : "", port, &ss, &len)) return rc;
   if (int rc = probe_port(&ss, len)) return rc;
-  int fd;
-  if (int rc = open_listener(reinterpret_cast<sockaddr *>(&ss), len, &fd)) return rc;
+  // Everything that allocates comes before the socket, so that a failure
+  // (std::bad_alloc, mapped by the caller) leaves no socket open.
   icap_server::Listener l;
   l.host = host ? host : "";
+  srv->listeners.reserve(srv->listeners.size() + 1);
+  int fd;
+  if (int rc = open_listener(reinterpret_cast<sockaddr *>(&ss), len, &fd)) return rc;
   l.fd = fd;
   l.port = bound_port(fd, &l.family);
-  srv->listeners.push_back(l);
+  srv->listeners.push_back(std::move(l));
   return 0;
 }
+
+namespace {
+
+// Opens one set of listening sockets per worker (worker 0 takes the bound
+// ones). On failure nothing stays open and the listeners hold no socket.
+int open_worker_sockets(icap_server *srv, unsigned n, std::vector<std::vector<int>> &fds) {
+  auto close_all = [&] {
+    for (auto &v : fds)
+      for (int x : v) ::close(x);
+    for (auto &l : srv->listeners) l.fd = -1;
+  };
+  try {
+    fds.resize(n);
+    for (unsigned i = 0; i < n; i++) {
+      for (auto &l : srv->listeners) {
+        int fd = i == 0 ? l.fd : worker_socket(l);
+        if (fd < 0) {
+          guard_void([&] {
+            srv->log(ICAP_LOG_ERROR,
+                     "cannot open a listening socket for worker " + std::to_string(i));
+          });
+          close_all();
+          return ICAP_EIO;
+        }
+        try {
+          fds[i].push_back(fd);
+        } catch (...) {
+          if (i != 0) ::close(fd);
+          throw;
+        }
+      }
+    }
+  } catch (...) {
+    close_all();
+    return exception_code();
+  }
+  // From here on the workers own the sockets.
+  for (auto &l : srv->listeners) l.fd = -1;
+  return 0;
+}
+
+// Creates and initialises the workers. On failure the stop flag is set and
+// the sockets of workers that were not created are closed; the workers in
+// the list must still run (and so close what they set up).
+int create_workers(icap_server *srv, std::vector<std::vector<int>> &fds) {
+  unsigned n = static_cast<unsigned>(fds.size());
+  int result = 0;
+  try {
+    srv->worker_list.reserve(n);  // icap_server_stop() reads the list meanwhile
+  } catch (...) {
+    result = exception_code();
+  }
+  for (unsigned i = 0; i < n; i++) {
+    if (result == 0) {
+      try {
+        srv->worker_list.push_back(std::make_unique<Worker>(srv, i));
+      } catch (...) {
+        result = exception_code();
+      }
+      if (result == 0) {
+        result = srv->worker_list.back()->init(fds[i]);  // owns fds[i] now
+        srv->workers_ready.store(i + 1);
+        continue;
+      }
+    }
+    for (int x : fds[i]) ::close(x);
+  }
+  if (result != 0) {
+    srv->stop_requested = true;
+    for (auto &w : srv->worker_list) w->wake();
+  }
+  return result;
+}
+
+}  // namespace
+
+void server_stop(icap_server *srv);
 
 int server_run(icap_server *srv) {
   // Writing to a socket the client closed raises SIGPIPE; a server must get
@@ -160,51 +252,37 @@ int server_run(icap_server *srv) {
   if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   unsigned n = srv->workers ? srv->workers : std::thread::hardware_concurrency();
   if (n == 0) n = 1;
-  std::vector<std::vector<int>> fds(n);
-  for (unsigned i = 0; i < n; i++) {
-    for (auto &l : srv->listeners) {
-      int fd = i == 0 ? l.fd : worker_socket(l);
-      if (fd < 0) {
-        srv->log(ICAP_LOG_ERROR, "cannot open a listening socket for worker " + std::to_string(i));
-        for (auto &v : fds)
-          for (int x : v)
-            if (x >= 0) ::close(x);
-        for (auto &ll : srv->listeners) ll.fd = -1;
-        return ICAP_EIO;
-      }
-      fds[i].push_back(fd);
-    }
-  }
-  // From here on the workers own the sockets.
-  for (auto &l : srv->listeners) l.fd = -1;
-
-  int result = 0;
-  srv->worker_list.reserve(n);
-  for (unsigned i = 0; i < n; i++) {
-    srv->worker_list.push_back(std::make_unique<Worker>(srv, i));
-    Worker *w = srv->worker_list.back().get();
-    int rc = w->init(fds[i]);
-    srv->workers_ready.store(i + 1);
-    if (rc) {
-      result = rc;
-      srv->stop_requested = true;
-      for (unsigned j = i + 1; j < n; j++)
-        for (int x : fds[j]) ::close(x);
+  std::vector<std::vector<int>> fds;
+  if (int rc = open_worker_sockets(srv, n, fds)) return rc;
+  int result = create_workers(srv, fds);
+  if (srv->worker_list.empty()) return result;
+  guard_void([&] {
+    srv->log(ICAP_LOG_INFO, "libicap " ICAP_VERSION_STRING " running with " +
+                                std::to_string(srv->worker_list.size()) + " worker(s)");
+  });
+  // Worker 0 runs on this thread, the others on their own. A thread that
+  // cannot be started stops the server: that worker's loop then runs here,
+  // once, so that it closes its handles, and every started thread is joined
+  // before this returns (no worker may outlive icap_server_run()).
+  size_t started = srv->worker_list.size();
+  for (size_t i = 1; i < srv->worker_list.size(); i++) {
+    Worker *w = srv->worker_list[i].get();
+    try {
+      w->thread = std::thread([w] { w->run(); });
+    } catch (...) {
+      if (result == 0) result = exception_code();
+      started = i;
       break;
     }
   }
-  if (result) {
-    for (auto &w : srv->worker_list) w->wake();
-  }
-  srv->log(ICAP_LOG_INFO, "libicap " ICAP_VERSION_STRING " running with " +
-                              std::to_string(srv->worker_list.size()) + " worker(s)");
-  for (size_t i = 1; i < srv->worker_list.size(); i++) {
-    Worker *w = srv->worker_list[i].get();
-    w->thread = std::thread([w] { w->run(); });
+  if (started < srv->worker_list.size()) {
+    guard_void([&] { srv->log(ICAP_LOG_ERROR, "cannot start a worker thread: stopping"); });
+    server_stop(srv);
+    for (size_t i = started; i < srv->worker_list.size(); i++) srv->worker_list[i]->run();
   }
   srv->worker_list[0]->run();
-  for (size_t i = 1; i < srv->worker_list.size(); i++) srv->worker_list[i]->thread.join();
-  srv->log(ICAP_LOG_INFO, "libicap stopped");
+  for (size_t i = 1; i < started; i++) srv->worker_list[i]->thread.join();
+  guard_void([&] { srv->log(ICAP_LOG_INFO, "libicap stopped"); });
   return result;
 }
 

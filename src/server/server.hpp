@@ -48,7 +48,8 @@ struct icap_server {
   std::atomic<unsigned> workers_ready{0};
   std::atomic<uint64_t> connections{0};
 
-  void log(icap_log_level level, const std::string &msg);
+  // Calls the log callback; never throws (a throwing callback loses its line).
+  void log(icap_log_level level, const std::string &msg) noexcept;
 };
 
 #endif

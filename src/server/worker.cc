@@ -1,7 +1,8 @@
 #include "server/worker.hpp"
 
-#include <algorithm>
+#include <unistd.h>
 
+#include "api/guard.hpp"
 #include "protocol/session.hpp"
 #include "server/connection.hpp"
 
@@ -13,32 +14,47 @@ Worker::~Worker() {
   if (loop_ready_) uv_loop_close(&loop_);
 }
 
-int Worker::init(const std::vector<int> &fds) {
-  if (uv_loop_init(&loop_) != 0) return ICAP_EIO;
+int Worker::init(const std::vector<int> &fds) noexcept {
+  size_t adopted = 0;  // fds[0, adopted) belong to libuv handles now
+  int rc = guard([&] { return init_loop(fds, adopted); });
+  for (size_t i = adopted; rc != 0 && i < fds.size(); i++) ::close(fds[i]);
+  return rc;
+}
+
+int Worker::init_loop(const std::vector<int> &fds, size_t &adopted) {
+  if (int rc = uv_loop_init(&loop_)) return rc == UV_ENOMEM ? ICAP_ENOMEM : ICAP_EIO;
   loop_ready_ = true;
-  uv_async_init(&loop_, &async_, on_async);
-  async_.data = this;
-  async_alive_ = true;
   uv_timer_init(&loop_, &drain_timer_);
   drain_timer_.data = this;
+  if (int rc = uv_async_init(&loop_, &async_, on_async))
+    return rc == UV_ENOMEM ? ICAP_ENOMEM : ICAP_EIO;
+  async_ready_ = true;
+  async_.data = this;
+  async_alive_ = true;
+  // Reserved first, so that a handle once initialised is always in the
+  // list that run() closes and frees.
+  listeners_.reserve(fds.size());
   for (int fd : fds) {
     auto *t = new uv_tcp_t;
     uv_tcp_init(&loop_, t);
     t->data = this;
-    int rc = uv_tcp_open(t, fd);
-    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t *>(t), 1024, on_connection);
     listeners_.push_back(t);
+    int rc = uv_tcp_open(t, fd);
+    if (rc == 0) adopted++;
+    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t *>(t), 1024, on_connection);
     if (rc != 0) {
       srv_->log(ICAP_LOG_ERROR, std::string("listen failed: ") + uv_strerror(rc));
-      return ICAP_EIO;
+      return rc == UV_ENOMEM ? ICAP_ENOMEM : ICAP_EIO;
     }
   }
   return 0;
 }
 
-void Worker::run() {
+void Worker::run() noexcept {
+  // A loop that could not even be set up has nothing to run or close.
+  if (!loop_ready_) return;
   // A stop that came before this worker was published is seen here.
-  if (srv_->stop_requested.load()) begin_drain();
+  if (srv_->stop_requested.load()) guard_void([this] { begin_drain(); });
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Close whatever is left (for example after a failed init), then run the
   // loop once more so that every close callback fires.
@@ -56,15 +72,24 @@ void Worker::run() {
 void Worker::on_connection(uv_stream_t *server, int status) {
   auto *w = static_cast<Worker *>(server->data);
   if (status < 0 || w->draining_) return;
-  auto *c = new Connection(w);
+  guard_void([w, server] { w->accept(server); }, [w, server](int) { w->reject(server); });
+  w->flush_dirty();
+}
+
+void Worker::accept(uv_stream_t *server) {
+  // Room in the list first: once accepted, the connection must be listed
+  // (it is closed through the list at drain) without a further allocation.
+  // (Doubling: reserve(size + 1) would reallocate on every accept.)
+  if (conns_.size() == conns_.capacity()) conns_.reserve(2 * conns_.size() + 16);
+  auto *c = new Connection(this);
   if (uv_accept(server, reinterpret_cast<uv_stream_t *>(&c->tcp)) != 0) {
     c->close(0);
     return;
   }
-  uint64_t n = w->srv_->connections.fetch_add(1) + 1;
-  c->slot = w->conns_.size();
-  w->conns_.push_back(c);
-  if (n > w->srv_->limits[ICAP_LIMIT_CONNECTIONS]) {
+  c->slot = conns_.size();
+  conns_.push_back(c);
+  uint64_t n = srv_->connections.fetch_add(1) + 1;
+  if (n > srv_->limits[ICAP_LIMIT_CONNECTIONS]) {
     // Over the hard limit: a short 503 and close. Clients that honour
     // Max-Connections (advertised below this limit) never get here.
     static const char k503[] =
@@ -72,12 +97,34 @@ void Worker::on_connection(uv_stream_t *server, int status) {
         "Encapsulated: null-body=0\r\n\r\n";
     uv_buf_t b = uv_buf_init(const_cast<char *>(k503), sizeof k503 - 1);
     uv_try_write(reinterpret_cast<uv_stream_t *>(&c->tcp), &b, 1);
-    w->srv_->log(ICAP_LOG_WARN, "connection limit reached: 503");
     c->close(0);
+    guard_void([this] { srv_->log(ICAP_LOG_WARN, "connection limit reached: 503"); });
     return;
   }
   c->start();
-  w->flush_dirty();
+}
+
+void Worker::reject(uv_stream_t *server) noexcept {
+  // No memory for the connection: take it off the listening socket and
+  // close it, so that the client sees a close and the next one is served.
+  if (reject_busy_) {
+    reject_pending_ = server;  // taken once the spare handle is free again
+    return;
+  }
+  if (uv_tcp_init(&loop_, &reject_) != 0) return;
+  reject_.data = this;
+  reject_busy_ = true;
+  uv_accept(server, reinterpret_cast<uv_stream_t *>(&reject_));
+  uv_close(reinterpret_cast<uv_handle_t *>(&reject_), on_reject_closed);
+  guard_void([this] { srv_->log(ICAP_LOG_ERROR, "out of memory: a new connection was closed"); });
+}
+
+void Worker::on_reject_closed(uv_handle_t *h) {
+  auto *w = static_cast<Worker *>(h->data);
+  w->reject_busy_ = false;
+  uv_stream_t *next = w->reject_pending_;
+  w->reject_pending_ = nullptr;
+  if (next && !w->draining_) w->reject(next);
 }
 
 void Worker::connection_closed(Connection *c) {
@@ -88,30 +135,44 @@ void Worker::connection_closed(Connection *c) {
     conns_.pop_back();
     srv_->connections.fetch_sub(1);
   }
-  dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), c), dirty_.end());
+  unmark_dirty(c);
   if (draining_) maybe_finish();
 }
 
-void Worker::mark_dirty(Connection *c) { dirty_.push_back(c); }
+void Worker::mark_dirty(Connection *c) noexcept {
+  if (c->dirty) return;
+  c->dirty = true;
+  c->dirty_prev = nullptr;
+  c->dirty_next = dirty_head_;
+  if (dirty_head_) dirty_head_->dirty_prev = c;
+  dirty_head_ = c;
+}
 
-void Worker::flush_dirty() {
-  // Flushing may close connections (which edits dirty_), so take the list.
-  while (!dirty_.empty()) {
-    std::vector<Connection *> list;
-    list.swap(dirty_);
-    for (size_t i = 0; i < list.size(); i++) {
-      Connection *c = list[i];
-      // A connection closed during this loop has dirty == false; its memory
-      // lives until its close callbacks, which run in a later loop phase.
-      if (c->dirty) c->flush();
-    }
-  }
+void Worker::unmark_dirty(Connection *c) noexcept {
+  if (!c->dirty) return;
+  c->dirty = false;
+  if (c->dirty_prev)
+    c->dirty_prev->dirty_next = c->dirty_next;
+  else
+    dirty_head_ = c->dirty_next;
+  if (c->dirty_next) c->dirty_next->dirty_prev = c->dirty_prev;
+  c->dirty_prev = c->dirty_next = nullptr;
+}
+
+void Worker::flush_dirty() noexcept {
+  // Each flush takes its connection off the list (and may mark it again, or
+  // close others, which takes them off too). A closed connection's memory
+  // lives until its close callbacks, which run in a later loop phase.
+  // Connection::flush() ends its own connection on failure; it never throws.
+  while (Connection *c = dirty_head_) c->flush();
 }
 
 void Worker::on_async(uv_async_t *a) {
   auto *w = static_cast<Worker *>(a->data);
-  w->run_posts();
-  if (w->srv_->stop_requested.load() && !w->draining_) w->begin_drain();
+  guard_void([w] {
+    w->run_posts();
+    if (w->srv_->stop_requested.load() && !w->draining_) w->begin_drain();
+  });
   w->flush_dirty();
   if (w->draining_) w->maybe_finish();
 }
@@ -123,7 +184,7 @@ void Worker::run_posts() {
     list.swap(posts_);
   }
   for (Post &p : list) {
-    p.cb(p.req, p.req->ended() ? ICAP_ECANCELED : 0, p.user);
+    guard_void([&p] { p.cb(p.req, p.req->ended() ? ICAP_ECANCELED : 0, p.user); });
     p.req->unref();
   }
 }
@@ -168,8 +229,10 @@ int Worker::offload(icap_request *req, icap_work_cb work, icap_post_cb done, voi
         auto *o = static_cast<Offload *>(w->data);
         Worker *self = o->w;
         self->offloads_--;
-        int st = status < 0 || o->req->ended() ? ICAP_ECANCELED : 0;
-        o->done(o->req, st, o->user);
+        guard_void([o, status] {
+          int st = status < 0 || o->req->ended() ? ICAP_ECANCELED : 0;
+          o->done(o->req, st, o->user);
+        });
         o->req->unref();
         delete o;
         self->flush_dirty();
@@ -191,8 +254,10 @@ void Worker::begin_drain() {
   for (uv_tcp_t *t : listeners_)
     if (!uv_is_closing(reinterpret_cast<uv_handle_t *>(t)))
       uv_close(reinterpret_cast<uv_handle_t *>(t), nullptr);
-  std::vector<Connection *> list = conns_;
-  for (Connection *c : list) c->drain();
+  // Backwards, without a copy (a stop must not need memory): a connection
+  // that closes moves the last one, already visited, into its slot.
+  for (size_t i = conns_.size(); i-- > 0;)
+    if (i < conns_.size()) conns_[i]->drain();
   uv_timer_start(&drain_timer_, on_drain_timeout, srv_->limits[ICAP_LIMIT_DRAIN_TIMEOUT_MS], 0);
   flush_dirty();
   maybe_finish();
@@ -200,11 +265,13 @@ void Worker::begin_drain() {
 
 void Worker::on_drain_timeout(uv_timer_t *t) {
   auto *w = static_cast<Worker *>(t->data);
-  std::vector<Connection *> list = w->conns_;
-  if (!list.empty())
-    w->srv_->log(ICAP_LOG_WARN,
-                 "drain timeout: closing " + std::to_string(list.size()) + " connection(s)");
-  for (Connection *c : list) c->close(ICAP_ECANCELED);
+  size_t n = w->conns_.size();
+  for (size_t i = n; i-- > 0;)
+    if (i < w->conns_.size()) w->conns_[i]->close(ICAP_ECANCELED);
+  if (n)
+    guard_void([w, n] {
+      w->srv_->log(ICAP_LOG_WARN, "drain timeout: closed " + std::to_string(n) + " connection(s)");
+    });
   w->maybe_finish();
 }
 
@@ -217,7 +284,7 @@ void Worker::maybe_finish() {
   }
   async_alive_ = false;
   run_posts();  // posts that raced with the stop still get their callback
-  uv_close(reinterpret_cast<uv_handle_t *>(&async_), nullptr);
+  if (async_ready_) uv_close(reinterpret_cast<uv_handle_t *>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t *>(&drain_timer_), nullptr);
 }
 

@@ -23,10 +23,12 @@ class Worker final : public TransactionLoop {
   ~Worker();
 
   // Sets up the loop and adopts one listening socket per server address.
-  // Returns 0 or a negative ICAP code.
-  int init(const std::vector<int> &fds);
+  // Returns 0 or a negative ICAP code; every socket in `fds` is then owned
+  // by the worker or closed. A worker whose init failed must still run()
+  // (after a stop request) so that what it did set up is closed.
+  int init(const std::vector<int> &fds) noexcept;
   // Runs the loop until stop and drain finish (on the calling thread).
-  void run();
+  void run() noexcept;
   // Thread-safe: wake the loop to look at the stop flag and the post queue.
   // Async-signal-safe (no lock): icap_server_stop() uses it.
   void wake() {
@@ -47,8 +49,10 @@ class Worker final : public TransactionLoop {
   static constexpr size_t kReadBufferSize = 64 * 1024;
 
   // Connections with output to write at the end of the current callback.
-  void mark_dirty(Connection *c);
-  void flush_dirty();
+  // Neither allocates nor throws.
+  void mark_dirty(Connection *c) noexcept;
+  void unmark_dirty(Connection *c) noexcept;
+  void flush_dirty() noexcept;
   void connection_closed(Connection *c);
 
   std::thread thread;
@@ -57,6 +61,10 @@ class Worker final : public TransactionLoop {
   static void on_connection(uv_stream_t *server, int status);
   static void on_async(uv_async_t *a);
   static void on_drain_timeout(uv_timer_t *t);
+  static void on_reject_closed(uv_handle_t *h);
+  int init_loop(const std::vector<int> &fds, size_t &adopted);
+  void accept(uv_stream_t *server);
+  void reject(uv_stream_t *server) noexcept;
   void begin_drain();
   void maybe_finish();
   void run_posts();
@@ -71,11 +79,18 @@ class Worker final : public TransactionLoop {
   unsigned index_;
   uv_loop_t loop_;
   bool loop_ready_ = false;
+  bool async_ready_ = false;
   uv_async_t async_;
   uv_timer_t drain_timer_;
   std::vector<uv_tcp_t *> listeners_;
   std::vector<Connection *> conns_;
-  std::vector<Connection *> dirty_;
+  Connection *dirty_head_ = nullptr;
+  // A spare handle to accept and at once close a connection for which no
+  // memory was left: libuv stops accepting on a socket until the pending
+  // connection is taken.
+  uv_tcp_t reject_;
+  bool reject_busy_ = false;
+  uv_stream_t *reject_pending_ = nullptr;
   std::mutex mu_;
   std::vector<Post> posts_;
   bool accepting_posts_ = true;

@@ -1,0 +1,86 @@
+// The "before run only" setters (icap.h): once icap_server_run() has
+// started, each returns ICAP_ESTATE and changes nothing, so that worker
+// threads never read a setting while it is written. icap_service_set_istag()
+// is the one service setter documented to work while the server runs.
+#include <gtest/gtest.h>
+
+#include "harness.hpp"
+
+namespace itest {
+namespace {
+
+TEST(BeforeRunOnly, SettersReturnEstateOnceTheServerRuns) {
+  TestServer s;
+  icap_service *svc = add_echo_service(s, "echo");
+  ASSERT_NE(svc, nullptr);
+  ASSERT_EQ(icap_service_set_preview(svc, 77), 0);  // allowed before run
+  ASSERT_TRUE(s.start());
+  // run() sets the state before it does anything else; an OPTIONS answer
+  // shows that it has started.
+  Client c;
+  auto options = [&c] {
+    return c.send_all(options_request("echo")) ? c.read_response() : Response{};
+  };
+  ASSERT_EQ(c.connect(s.port()), 0);
+  Response before = options();
+  ASSERT_TRUE(before.ok) << before.error;
+  ASSERT_EQ(before.header("Preview").value_or(""), "77");
+
+  icap_server *srv = s.srv();
+  EXPECT_EQ(icap_server_set_workers(srv, 3), ICAP_ESTATE);
+  EXPECT_EQ(icap_server_set_limit(srv, ICAP_LIMIT_HEADER_COUNT, 5), ICAP_ESTATE);
+  EXPECT_EQ(icap_server_get_limit(srv, ICAP_LIMIT_HEADER_COUNT), 100u);
+  EXPECT_EQ(icap_server_set_server_header(srv, "other/1"), ICAP_ESTATE);
+  EXPECT_EQ(icap_server_set_log(srv, ICAP_LOG_ERROR, nullptr, nullptr), ICAP_ESTATE);
+  EXPECT_EQ(icap_server_listen(srv, "127.0.0.1", 0), ICAP_ESTATE);
+  icap_service *other = nullptr;
+  EXPECT_EQ(icap_server_add_service(srv, "other", &other), ICAP_ESTATE);
+  EXPECT_EQ(other, nullptr);
+  EXPECT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, nullptr, nullptr), ICAP_ESTATE);
+  EXPECT_EQ(icap_service_set_preview(svc, 5), ICAP_ESTATE);
+  EXPECT_EQ(icap_service_set_options_ttl(svc, 5), ICAP_ESTATE);
+  EXPECT_EQ(icap_service_set_max_connections(svc, 5), ICAP_ESTATE);
+  EXPECT_EQ(icap_service_set_allow(svc, 0, 1), ICAP_ESTATE);
+  EXPECT_EQ(icap_service_set_transfer(svc, "a", "b", "c"), ICAP_ESTATE);
+  EXPECT_EQ(icap_service_add_options_header(svc, "X-Late", "1"), ICAP_ESTATE);
+  // Argument checks still come first.
+  EXPECT_EQ(icap_service_set_preview(svc, -5), ICAP_EINVAL);
+  EXPECT_EQ(icap_service_set_preview(nullptr, 5), ICAP_EINVAL);
+  // The ISTag may change at any time.
+  EXPECT_EQ(icap_service_set_istag(svc, "later-tag"), 0);
+
+  // Nothing changed: the same OPTIONS answer (but the new ISTag), and the
+  // REQMOD handler still answers.
+  Response after = options();
+  ASSERT_TRUE(after.ok) << after.error;
+  EXPECT_EQ(after.header("Preview").value_or(""), "77");
+  EXPECT_EQ(after.header("Options-TTL"), before.header("Options-TTL"));
+  EXPECT_EQ(after.header("Allow"), before.header("Allow"));
+  EXPECT_EQ(after.header("Transfer-Preview"), before.header("Transfer-Preview"));
+  EXPECT_EQ(after.header("Max-Connections"), before.header("Max-Connections"));
+  EXPECT_EQ(after.header("Server"), before.header("Server"));
+  EXPECT_FALSE(after.header("X-Late").has_value());
+  EXPECT_EQ(after.header("ISTag").value_or(""), "\"later-tag\"");
+  ASSERT_TRUE(c.send_all(reqmod_get("echo", "http://origin.example/", "Allow: 204\r\n")));
+  Response r = c.read_response();
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.code, 204);
+  s.stop_and_join();
+  // After run returned the server stays frozen: it runs once.
+  EXPECT_EQ(icap_service_set_preview(svc, 5), ICAP_ESTATE);
+  EXPECT_EQ(icap_server_set_workers(srv, 3), ICAP_ESTATE);
+}
+
+TEST(SectionName, NamesEverySectionAndNothingElse) {
+  EXPECT_STREQ(icap_section_name(ICAP_SECTION_REQ_HDR), "req-hdr");
+  EXPECT_STREQ(icap_section_name(ICAP_SECTION_RES_HDR), "res-hdr");
+  EXPECT_STREQ(icap_section_name(ICAP_SECTION_REQ_BODY), "req-body");
+  EXPECT_STREQ(icap_section_name(ICAP_SECTION_RES_BODY), "res-body");
+  EXPECT_STREQ(icap_section_name(ICAP_SECTION_NULL_BODY), "null-body");
+  EXPECT_STREQ(icap_section_name(ICAP_SECTION_OPT_BODY), "opt-body");
+  EXPECT_EQ(icap_section_name(static_cast<icap_section>(6)), nullptr);
+  EXPECT_EQ(icap_section_name(static_cast<icap_section>(-1)), nullptr);
+}
+
+}  // namespace
+}  // namespace itest

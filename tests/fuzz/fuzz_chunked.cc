@@ -28,7 +28,7 @@
 #include "fuzz_common.hpp"
 #include "protocol/chunked.hpp"
 #include "protocol/request_head.hpp"
-#include "session_driver.hpp"
+#include "fuzz_engine.hpp"
 
 using namespace icap::detail;
 
@@ -414,14 +414,14 @@ void session_mode(std::string_view body, uint64_t max_chunk, uint8_t policy, uin
     size_t pos = 0;
     size_t step = 1 + (policy >> 4) * 7;
     for (int guard = 0; guard < 1000000 && !d.stopped(); guard++) {
-      size_t n = d.feed(in, pos, step);
+      size_t n = d.feed_from(in, pos, step);
       d.drain();
       if (n == 0) break;
     }
     if (!d.stopped()) d.session().eof();
     d.drain();
     bool partial = false;
-    std::vector<icapwire::Response> rs = d.check_wire(partial);
+    std::vector<icapwire::Response> rs = fuzz::check_wire(d, partial);
     // Bytes after the body are a next request (usually garbage, a 400);
     // only the answers to the first request are looked at.
     int continues = 0;

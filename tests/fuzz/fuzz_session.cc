@@ -46,9 +46,10 @@
 #include <vector>
 
 #include "fuzz_common.hpp"
-#include "session_driver.hpp"
+#include "fuzz_engine.hpp"
 
 using namespace icap::detail;
+using icaptest::wait_name;
 
 namespace {
 
@@ -515,24 +516,6 @@ Limits make_limits(unsigned profile) {
   return l;
 }
 
-const char *wait_name(Session::Wait w) {
-  switch (w) {
-    case Session::Wait::kNone:
-      return "none";
-    case Session::Wait::kIdle:
-      return "idle";
-    case Session::Wait::kHead:
-      return "head";
-    case Session::Wait::kBody:
-      return "body";
-    case Session::Wait::kHandler:
-      return "handler";
-    case Session::Wait::kOutput:
-      return "output";
-  }
-  return "?";
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -599,7 +582,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t pos = 0;
     bool timer_done = false;
     for (unsigned iter = 0; iter < 1000000; iter++) {
-      bool progressed = d.feed(in, pos, piece()) > 0;
+      bool progressed = d.feed_from(in, pos, piece()) > 0;
       d.drain(hold);
       // Known bug "output-unbounded": pipelined requests from a client that
       // never reads are answered into an unbounded output queue.
@@ -670,7 +653,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       d.drain();
     }
     dead_at_end = s.dead();
-    rs = d.check_wire(partial);
+    rs = fuzz::check_wire(d, partial);
     // A response may be cut short only by a transaction that ended badly
     // (error, abort, timeout, reset: the close tells the client), or while
     // one is still under way. When every transaction ended well and the

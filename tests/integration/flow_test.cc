@@ -178,7 +178,7 @@ TEST(Backpressure, NonReadingClientBoundsMemoryAndEchoIsExact) {
   ASSERT_TRUE(sent_all) << "could not send the rest of the body\n" << s.logs_text();
   ASSERT_TRUE(echo.ok) << echo.error << "\n" << s.logs_text();
   EXPECT_EQ(echo.code, 200);
-  EXPECT_EQ(echo.http_head, http_response_head(kTotal));
+  EXPECT_EQ(echo.http_head(), http_response_head(kTotal));
   EXPECT_EQ(echo.body_bytes, kTotal);
   EXPECT_EQ(mismatches.load(), 0u) << "first differing byte at " << first_bad.load();
   EXPECT_EQ(calls.load(), 20 + 1 + 1);
@@ -312,7 +312,7 @@ void run_disconnect_test(icap_handler_cb handler) {
     Response r = c.read_response();
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.code, 200);
-    EXPECT_EQ(r.http_head.rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << r.http_head;
+    EXPECT_EQ(r.http_head().rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << r.http_head();
     ASSERT_TRUE(wait_until([&] { return ctx.done_calls.load() == 1; }, ms(3000)));
     std::lock_guard<std::mutex> g(ctx.mu);
     EXPECT_EQ(ctx.done_status.at(0), 0);

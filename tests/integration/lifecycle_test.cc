@@ -144,10 +144,10 @@ TEST(Stop, GracefulStopFinishesInFlightTransactions) {
     EXPECT_TRUE(r.conn_close()) << "client " << i << ": an answer during drain lacks "
                                 << "Connection: close";
     if (i % 2) {
-      EXPECT_EQ(r.http_head, http_response_head(body_of(i).size()));
+      EXPECT_EQ(r.http_head(), http_response_head(body_of(i).size()));
       EXPECT_TRUE(r.body == body_of(i)) << "client " << i;
     } else {
-      EXPECT_EQ(r.http_head.rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << r.http_head;
+      EXPECT_EQ(r.http_head().rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << r.http_head();
       EXPECT_EQ(r.body, "blocked by policy");
     }
     EXPECT_TRUE(clients[i].wait_closed(ms(3000))) << "client " << i << " not closed after drain";

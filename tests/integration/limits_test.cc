@@ -299,7 +299,7 @@ TEST(Limits, SixthConnectionGets503) {
     ASSERT_EQ(r.code, 200) << "connection " << i << ": " << r.status_line;
     if (i == 0) {
       auto mc = r.header("Max-Connections");
-      ASSERT_TRUE(mc.has_value());
+      ASSERT_TRUE(mc != nullptr);
       long v = atol(mc->c_str());
       EXPECT_GE(v, 1);
       EXPECT_LT(v, 5) << "Max-Connections " << *mc << " is not below the hard limit";
@@ -363,7 +363,7 @@ TEST(Limits, DefaultMaxConnectionsIsSevenEighthsOfTheLimit) {
     ASSERT_TRUE(c.send_all(options_request("echo")));
     Response r = c.read_response();
     ASSERT_TRUE(r.ok) << r.error;
-    long got = atol(r.header("Max-Connections").value_or("-1").c_str());
+    long got = atol(r.value("Max-Connections", "-1").c_str());
     EXPECT_EQ(got, want) << "limit " << limit;
     s.stop_and_join();
   }

@@ -9,7 +9,7 @@
 
 static_assert(ICAP_HAS_COROUTINES, "coro_test needs C++20 coroutines");
 
-using namespace icaptest;
+using namespace cpptest;
 
 namespace {
 
@@ -47,7 +47,7 @@ TEST(Coro, ReadsMultiChunkBody) {
   Client c(ts.port);
   std::string big(200000, 'z');
   c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-         chunked({"first-", "second-", big}));
+         chunked_pieces({"first-", "second-", big}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 200) << r.status_line;
   std::string big_up(200000, 'Z');
@@ -74,10 +74,10 @@ TEST(Coro, PreviewContinueAndIeof) {
     // Preview without ieof: the next read sends 100 Continue.
     Client c(ts.port);
     c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 3\r\n", kReqHdr, kResHdr, "res-body") +
-           chunked({"abc"}));
+           chunked_pieces({"abc"}));
     Response cont = c.read_response();
     EXPECT_EQ(cont.status, 100) << cont.raw;
-    c.send(chunked({"def", "g"}));
+    c.send(chunked_pieces({"def", "g"}));
     Response r = c.read_response();
     EXPECT_EQ(r.status, 200) << r.raw;
     EXPECT_EQ(r.body, "abcdefg");
@@ -88,7 +88,7 @@ TEST(Coro, PreviewContinueAndIeof) {
     // The preview holds the whole body: data first, then an empty end+ieof.
     Client c(ts.port);
     c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 10\r\n", kReqHdr, kResHdr, "res-body") +
-           chunked({"whole"}, kIeof));
+           chunked_pieces({"whole"}, kIeof));
     Response r = c.read_response();
     EXPECT_EQ(r.status, 200) << r.raw;
     EXPECT_EQ(r.body, "whole");
@@ -179,7 +179,7 @@ TEST(Coro, DisconnectResumesWithEconnreset) {
   {
     Client c(ts.port);
     c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-           chunked({"part1"}, ""));
+           chunked_pieces({"part1"}, ""));
     ASSERT_TRUE(seen.wait_for("got part1"));
   }  // the client goes away mid-body
   EXPECT_TRUE(seen.wait_for("error=" + std::to_string(ICAP_ECONNRESET))) << seen.joined();
@@ -210,7 +210,7 @@ TEST(Coro, DisconnectDuringOffload) {
   {
     Client c(ts.port);
     c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-           chunked({"x"}, ""));
+           chunked_pieces({"x"}, ""));
     ASSERT_TRUE(seen.wait_for("working"));
   }
   std::this_thread::sleep_for(200ms);  // let the server see the close
@@ -231,7 +231,8 @@ TEST(Coro, ExceptionAfterSuspensionGives500) {
   });
   ts.start();
   Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") + chunked({"abc"}));
+  c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
+         chunked_pieces({"abc"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 500) << r.raw;
   EXPECT_TRUE(c.closed_by_peer());
@@ -310,9 +311,9 @@ TEST(Coro, ManyConcurrentCoroutines) {
   for (int i = 0; i < 20; ++i) {
     clients.push_back(std::make_unique<Client>(ts.port));
     clients.back()->send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-                         chunked({std::string(static_cast<std::size_t>(i + 1), 'a')}, ""));
+                         chunked_pieces({std::string(static_cast<std::size_t>(i + 1), 'a')}, ""));
   }
-  for (int i = 0; i < 20; ++i) clients[i]->send(chunked({"bb"}));
+  for (int i = 0; i < 20; ++i) clients[i]->send(chunked_pieces({"bb"}));
   for (int i = 0; i < 20; ++i) {
     Response r = clients[i]->read_response();
     EXPECT_EQ(r.status, 200);

@@ -11,7 +11,7 @@
 #include <set>
 #include <sstream>
 
-using namespace icaptest;
+using namespace cpptest;
 
 namespace {
 
@@ -255,7 +255,7 @@ TEST(Request, AccessorsOnRespmodWithPreview) {
   Client c(ts.port);
   c.send(icap_head("RESPMOD", ts.port, "acc", "Preview: 10\r\nAllow: trailers, 206\r\n", kReqHdr,
                    kResHdr, "res-body") +
-         chunked({"hello"}, kIeof));
+         chunked_pieces({"hello"}, kIeof));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 204) << r.raw;
 
@@ -442,7 +442,7 @@ TEST(Exceptions, ThrowingBodyCallbackAborts) {
   ts.start();
   Client c(ts.port);
   c.send(icap_head("RESPMOD", ts.port, "body", "", kReqHdr, kResHdr, "res-body") +
-         chunked({"abc"}));
+         chunked_pieces({"abc"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 500) << r.raw;
   EXPECT_TRUE(c.closed_by_peer());
@@ -509,7 +509,7 @@ TEST(Streaming, PullReadEchoesMultiChunkBody) {
   Client c(ts.port);
   std::string big(100000, 'x');
   c.send(icap_head("RESPMOD", ts.port, "copy", "", kReqHdr, kResHdr, "res-body") +
-         chunked({"one,", "two,", big, "three"}));
+         chunked_pieces({"one,", "two,", big, "three"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 200) << r.status_line;
   EXPECT_EQ(r.body, "one,two," + big + "three");
@@ -538,7 +538,7 @@ TEST(Streaming, PushModeWithPauseResume) {
   ts.start();
   Client c(ts.port);
   c.send(icap_head("RESPMOD", ts.port, "push", "", kReqHdr, kResHdr, "res-body") +
-         chunked({"ab", "cd", "ef"}));
+         chunked_pieces({"ab", "cd", "ef"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body, "6");
@@ -572,10 +572,10 @@ TEST(Streaming, PreviewThenContinue) {
   ts.start();
   Client c(ts.port);
   c.send(icap_head("RESPMOD", ts.port, "prev", "Preview: 4\r\n", kReqHdr, kResHdr, "res-body") +
-         chunked({"abcd"}));
+         chunked_pieces({"abcd"}));
   Response cont = c.read_response();
   EXPECT_EQ(cont.status, 100) << cont.raw;
-  c.send(chunked({"efgh", "ij"}));
+  c.send(chunked_pieces({"efgh", "ij"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body, "abcdefghij");

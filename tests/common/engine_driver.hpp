@@ -14,9 +14,11 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "protocol/limits.hpp"
@@ -30,22 +32,34 @@ using icap::detail::Limits;
 using icap::detail::ServiceTable;
 using icap::detail::Session;
 
+// The name of what a session waits for, in messages and summaries.
 inline const char *wait_name(Session::Wait w) {
-  switch (w) {
-    case Session::Wait::kNone:
-      return "none";
-    case Session::Wait::kIdle:
-      return "idle";
-    case Session::Wait::kHead:
-      return "head";
-    case Session::Wait::kBody:
-      return "body";
-    case Session::Wait::kHandler:
-      return "handler";
-    case Session::Wait::kOutput:
-      return "output";
-  }
+  using W = Session::Wait;
+  static const std::pair<W, const char *> kNames[] = {
+      {W::kNone, "none"}, {W::kIdle, "idle"},       {W::kHead, "head"},
+      {W::kBody, "body"}, {W::kHandler, "handler"}, {W::kOutput, "output"}};
+  for (const auto &n : kNames)
+    if (n.first == w) return n.second;
   return "?";
+}
+
+// Adds service `name` to `table` with `handler` (and `user`) for each of
+// `methods`, as icap_server_add_service() and icap_service_set_handler()
+// would. Returns the service, for further settings.
+inline icap_service *add_service(ServiceTable &table, const std::string &name,
+                                 const std::string &istag,
+                                 std::initializer_list<icap_method> methods,
+                                 icap_handler_cb handler, void *user) {
+  auto svc = std::make_unique<icap_service>();
+  svc->name = name;
+  svc->istag = istag;
+  for (icap_method m : methods) {
+    svc->handler[m] = handler;
+    svc->handler_user[m] = user;
+  }
+  icap_service *raw = svc.get();
+  table.emplace(name, std::move(svc));
+  return raw;
 }
 
 class EngineDriver final : public icap::detail::SessionHost {

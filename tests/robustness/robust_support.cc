@@ -15,29 +15,19 @@ namespace {
 void count_done(icap_request *req, int status, void *user) {
   auto *st = static_cast<Stats *>(user);
   st->done++;
-  switch (status) {
-    case 0:
-      st->done_ok++;
-      break;
-    case ICAP_ECONNRESET:
-      st->done_reset++;
-      break;
-    case ICAP_ETIMEDOUT:
-      st->done_timeout++;
-      break;
-    case ICAP_ECANCELED:
-      st->done_canceled++;
-      break;
-    case ICAP_EPROTO:
-      st->done_proto++;
-      break;
-    case ICAP_EHANDLER:
-      st->done_handler++;
-      break;
-    default:
-      st->done_other++;
-      break;
-  }
+  // Which counter each end status goes to; anything else is "other".
+  static const std::pair<int, std::atomic<uint64_t> Stats::*> kCounters[] = {
+      {0, &Stats::done_ok},
+      {ICAP_ECONNRESET, &Stats::done_reset},
+      {ICAP_ETIMEDOUT, &Stats::done_timeout},
+      {ICAP_ECANCELED, &Stats::done_canceled},
+      {ICAP_EPROTO, &Stats::done_proto},
+      {ICAP_EHANDLER, &Stats::done_handler},
+  };
+  std::atomic<uint64_t> Stats::*counter = &Stats::done_other;
+  for (const auto &k : kCounters)
+    if (k.first == status) counter = k.second;
+  (st->*counter)++;
   delete static_cast<std::string *>(icap_request_get_data(req));
   icap_request_set_data(req, nullptr);
 }

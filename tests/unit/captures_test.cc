@@ -532,14 +532,10 @@ struct CapRun {
   CapRun(Variant v, const std::vector<Plan> *plans) {
     ctx.variant = v;
     ctx.plans = plans;
-    auto svc = std::make_unique<icap_service>();
-    svc->name = "echo";
-    svc->istag = "capture-tag";
+    icap_service *svc = add_service(services, "echo", "capture-tag",
+                                    {ICAP_METHOD_REQMOD, ICAP_METHOD_RESPMOD}, cap_mod, &ctx);
     svc->handler[ICAP_METHOD_OPTIONS] = cap_options;
-    svc->handler[ICAP_METHOD_REQMOD] = cap_mod;
-    svc->handler[ICAP_METHOD_RESPMOD] = cap_mod;
-    for (auto &u : svc->handler_user) u = &ctx;
-    services.emplace("echo", std::move(svc));
+    svc->handler_user[ICAP_METHOD_OPTIONS] = &ctx;
   }
 
   size_t continues() const {

@@ -99,13 +99,22 @@ int echo_handler(icap_request *req, void *user) {
   return icap_request_no_adaptation(req);
 }
 
-icap_service *add_echo_service(TestServer &s, const char *name, std::atomic<int> *calls) {
+icap_service *add_mod_service(TestServer &s, const char *name, icap_handler_cb handler,
+                              void *user) {
   icap_service *svc = s.add_service(name);
   if (!svc) return nullptr;
-  EXPECT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, echo_handler, calls), 0);
-  EXPECT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, echo_handler, calls), 0);
-  return svc;
+  int rc1 = icap_service_set_handler(svc, ICAP_METHOD_REQMOD, handler, user);
+  int rc2 = icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, handler, user);
+  EXPECT_EQ(rc1, 0);
+  EXPECT_EQ(rc2, 0);
+  return rc1 == 0 && rc2 == 0 ? svc : nullptr;
 }
+
+icap_service *add_echo_service(TestServer &s, const char *name, std::atomic<int> *calls) {
+  return add_mod_service(s, name, echo_handler, calls);
+}
+
+bool start_with_echo(TestServer &s) { return add_echo_service(s, "echo") && s.start(); }
 
 bool wait_until(const std::function<bool()> &pred, ms timeout) {
   auto deadline = Clock::now() + timeout;

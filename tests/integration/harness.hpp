@@ -84,8 +84,15 @@ std::string respmod_head(const std::string &service, uint64_t content_length,
 // A handler that calls icap_request_no_adaptation() (204 or echo). If `user`
 // is a std::atomic<int>*, it is incremented per call.
 int echo_handler(icap_request *req, void *user);
+// Registers `name` with `handler` for REQMOD and RESPMOD; nullptr (and a
+// recorded failure) if a call fails.
+icap_service *add_mod_service(TestServer &s, const char *name, icap_handler_cb handler, void *user);
 // Registers `name` with echo_handler for REQMOD and RESPMOD.
 icap_service *add_echo_service(TestServer &s, const char *name, std::atomic<int> *calls = nullptr);
+
+// Registers the echo service "echo" and starts the server; false (with a
+// recorded failure) if either fails.
+bool start_with_echo(TestServer &s);
 
 // Polls `pred` every 5 ms until it is true or the timeout passes.
 bool wait_until(const std::function<bool()> &pred, ms timeout);

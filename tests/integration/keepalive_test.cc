@@ -90,10 +90,8 @@ std::string mixed_request(int i, const std::string &service) {
 TEST(KeepAlive, ThousandMixedTransactionsOnOneConnection) {
   PortLog log;
   TestServer s;
-  icap_service *svc = s.add_service("echo");
+  icap_service *svc = add_mod_service(s, "echo", recording_echo, &log);
   ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, recording_echo, &log), 0);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, recording_echo, &log), 0);
   ASSERT_TRUE(s.start());
 
   Client c;

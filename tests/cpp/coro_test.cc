@@ -117,9 +117,7 @@ TEST(Coro, OffloadResumesOnTheLoopThread) {
   });
   ts.start();
   for (int i = 0; i < 4; ++i) {
-    Client c(ts.port);
-    c.send(icap_head("REQMOD", ts.port, "co", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 403);
+    EXPECT_EQ(reqmod_status(ts.port, "co"), 403);
   }
   EXPECT_TRUE(seen.wait_for("sum=42"));
   EXPECT_TRUE(seen.contains("work off loop: yes"));
@@ -140,9 +138,7 @@ TEST(Coro, OffloadExceptionIsRethrownInTheCoroutine) {
     req.send_error(404);
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "co", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 404);
+  EXPECT_EQ(reqmod_status(ts.port, "co"), 404);
   EXPECT_TRUE(seen.wait_for("caught pool boom"));
 }
 
@@ -246,9 +242,7 @@ TEST(Coro, ExceptionBeforeSuspensionGives500) {
     co_return;
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "co", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 500);
+  EXPECT_EQ(reqmod_status(ts.port, "co"), 500);
   EXPECT_TRUE(ts.log.wait_for("early failure")) << ts.log.joined();
 }
 
@@ -264,9 +258,7 @@ TEST(Coro, ReadingWithoutBodyThrowsEstate) {
     req.no_adaptation_required();
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "co", "Allow: 204\r\n", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 204);
+  EXPECT_EQ(reqmod_status(ts.port, "co", "Allow: 204\r\n"), 204);
   EXPECT_TRUE(seen.wait_for("code=" + std::to_string(ICAP_ESTATE)));
 }
 
@@ -285,9 +277,7 @@ TEST(Coro, MemberFunctionCoroutineViaLambda) {
   MemberHandler h{&seen};
   ts.srv.service("co").reqmod([&h](icap::Request req) { return h.handle(req); });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "co", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "co"), 403);
   EXPECT_TRUE(seen.wait_for("member coroutine ran"));
 }
 

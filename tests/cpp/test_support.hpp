@@ -230,6 +230,10 @@ inline std::string icap_head(const std::string& method, int port, const std::str
   return m.str();
 }
 
+/* The status of a REQMOD (kReqHdr, no body) to `service`, on a new
+ * connection. */
+int reqmod_status(int port, const std::string& service, const std::string& extra = "");
+
 inline const std::string kReqHdr =
     "GET http://example.com/path?q=1 HTTP/1.1\r\n"
     "Host: example.com\r\n"
@@ -242,6 +246,12 @@ inline const std::string kResHdr =
     "Server: origin/1.0\r\n"
     "X-Keep: yes\r\n"
     "\r\n";
+
+inline int reqmod_status(int port, const std::string& service, const std::string& extra) {
+  Client c(port);
+  c.send(icap_head("REQMOD", port, service, extra, kReqHdr, "", ""));
+  return c.read_response().status;
+}
 
 }  // namespace cpptest
 

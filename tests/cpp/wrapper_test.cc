@@ -103,11 +103,7 @@ TEST(Server, MoveKeepsServicesAndHandlers) {
   b.listen("127.0.0.1", 0);
   int port = b.port();
   std::thread t([&] { b.run(); });
-  {
-    Client c(port);
-    c.send(icap_head("REQMOD", port, "moved", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 403);
-  }
+  { EXPECT_EQ(reqmod_status(port, "moved"), 403); }
   b.stop();
   t.join();
   EXPECT_TRUE(seen.contains("handled"));
@@ -353,9 +349,7 @@ TEST(Request, SendErrorAndRequestLineRewrite) {
     req.send_headers(false);
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "err", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "err"), 403);
 
   Client c2(ts.port);
   c2.send(icap_head("REQMOD", ts.port, "rewrite", "", kReqHdr, "", ""));
@@ -400,9 +394,7 @@ TEST(Request, IllegalCallsThrowIcapError) {
     }
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "twice", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "twice"), 403);
   EXPECT_TRUE(seen.wait_for("code=" + std::to_string(ICAP_ESTATE)));
   EXPECT_TRUE(seen.wait_for("read=" + std::to_string(ICAP_ESTATE)));
 }
@@ -423,11 +415,7 @@ TEST(Exceptions, ThrowingHandlerGives500AndClose) {
     EXPECT_TRUE(c.closed_by_peer());
   }
   EXPECT_TRUE(ts.log.wait_for("handler exploded")) << ts.log.joined();
-  {
-    Client c(ts.port);
-    c.send(icap_head("REQMOD", ts.port, "boom2", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 500);
-  }
+  { EXPECT_EQ(reqmod_status(ts.port, "boom2"), 500); }
   EXPECT_TRUE(ts.log.wait_for("unknown exception")) << ts.log.joined();
   // The server is still fine.
   ts.srv.stop();
@@ -456,9 +444,7 @@ TEST(Exceptions, ThrowingOffloadWorkAborts) {
                 [](icap::Request& r, int) { r.send_error(403); });
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "work", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 500);
+  EXPECT_EQ(reqmod_status(ts.port, "work"), 500);
   EXPECT_TRUE(ts.log.wait_for("work failed")) << ts.log.joined();
 }
 
@@ -474,11 +460,7 @@ TEST(Exceptions, LogCallbackThatThrowsIsContained) {
   s.listen("127.0.0.1", 0);
   int port = s.port();
   std::thread t([&] { s.run(); });
-  {
-    Client c(port);
-    c.send(icap_head("REQMOD", port, "x", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 500);
-  }
+  { EXPECT_EQ(reqmod_status(port, "x"), 500); }
   s.stop();
   t.join();
   EXPECT_TRUE(seen.contains("ok"));
@@ -602,9 +584,7 @@ TEST(Callbacks, OnDoneAndUserData) {
     req.send_error(403);
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "done", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "done"), 403);
   EXPECT_TRUE(seen.wait_for("done status=0 data=per-request")) << seen.joined();
   EXPECT_FALSE(seen.contains("replaced"));
 }
@@ -652,18 +632,14 @@ TEST(Callbacks, OffloadRunsOnPoolAndThenOnLoopThread) {
       [&](icap::Request& req) { req.offload([] {}, [](icap::Request& r) { r.send_error(404); }); });
   ts.start();
   for (int i = 0; i < 4; ++i) {  // several connections: both loops
-    Client c(ts.port);
-    c.send(icap_head("REQMOD", ts.port, "off", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 403);
+    EXPECT_EQ(reqmod_status(ts.port, "off"), 403);
   }
   EXPECT_TRUE(seen.wait_for("result=42"));
   EXPECT_TRUE(seen.contains("work on loop thread: no")) << seen.joined();
   EXPECT_FALSE(seen.contains("work on loop thread: yes")) << seen.joined();
   EXPECT_TRUE(seen.contains("then on loop thread: yes")) << seen.joined();
   EXPECT_FALSE(seen.contains("then on loop thread: no")) << seen.joined();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "offvoid", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 404);
+  EXPECT_EQ(reqmod_status(ts.port, "offvoid"), 404);
 }
 
 TEST(Callbacks, PostFromAnotherThread) {
@@ -687,9 +663,7 @@ TEST(Callbacks, PostFromAnotherThread) {
     });
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "post", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "post"), 403);
   EXPECT_TRUE(seen.wait_for("post status=0 same loop=yes")) << seen.joined();
   EXPECT_TRUE(seen.wait_for("ref released: yes"));
   std::lock_guard<std::mutex> lk(hm);

@@ -114,21 +114,12 @@ static int serve(const example::Args& args, const std::string& from, const std::
 
 int main(int argc, char** argv) {
   std::string from = "libicap", to = "LIBICAP";
-  example::Args args =
-      example::parse_args(argc, argv,
-                          "ICAP RESPMOD service 'body_rewrite': replaces FROM by TO in text/html "
-                          "bodies (default: libicap -> LIBICAP).",
-                          " [--from WORD] [--to WORD]",
-                          [&](std::string_view opt, const char* value) {
-                            if (opt == "--from")
-                              from = value;
-                            else if (opt == "--to")
-                              to = value;
-                            else
-                              return false;
-                            return true;
-                          },
-                          {"--from", "--to"});
+  example::Args args = example::parse_args(
+      argc, argv,
+      "ICAP RESPMOD service 'body_rewrite': replaces FROM by TO in text/html "
+      "bodies (default: libicap -> LIBICAP).",
+      " [--from WORD] [--to WORD]",
+      {{"--from", [&](const char* v) { from = v; }}, {"--to", [&](const char* v) { to = v; }}});
   if (from.empty()) {
     std::fprintf(stderr, "icap-body-rewrite: --from must not be empty\n");
     return 2;

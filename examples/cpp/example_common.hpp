@@ -19,6 +19,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace example {
 
@@ -29,15 +30,14 @@ struct Args {
   bool verbose = false;
 };
 
-/* An example's own option: `name` takes a value when `takes_value`. */
-using OptionFn = std::function<bool(std::string_view name, const char* value)>;
+/* An example's own options: each takes a value, given to its function. */
+using Options =
+    std::initializer_list<std::pair<std::string_view, std::function<void(const char* value)>>>;
 
-/* Parse the command line. `extra(name, value)` handles the example's own
- * options and returns false for unknown ones; `extra_usage` lists them.
- * Prints usage and exits on --help or an error. */
+/* Parse the command line. `extra` handles the example's own options;
+ * `extra_usage` lists them. Prints usage and exits on --help or an error. */
 inline Args parse_args(int argc, char** argv, const char* what, const char* extra_usage = "",
-                       const OptionFn& extra = nullptr,
-                       std::initializer_list<std::string_view> valued = {}) {
+                       Options extra = {}) {
   Args a;
   auto usage = [&](int code) {
     std::fprintf(code ? stderr : stdout,
@@ -65,13 +65,14 @@ inline Args parse_args(int argc, char** argv, const char* what, const char* extr
     } else if (opt == "-v" || opt == "--verbose") {
       a.verbose = true;
     } else {
-      bool has_value = false;
-      for (auto v : valued) has_value = has_value || v == opt;
-      const char* val = has_value ? value() : nullptr;
-      if (!extra || !extra(opt, val)) {
+      const std::function<void(const char*)>* set = nullptr;
+      for (const auto& o : extra)
+        if (o.first == opt) set = &o.second;
+      if (!set) {
         std::fprintf(stderr, "%s: unknown option %s\n", argv[0], argv[i]);
         usage(2);
       }
+      (*set)(value());
     }
   }
   if (a.port < 0 || a.port > 65535) {

@@ -99,17 +99,11 @@ static int serve(const example::Args& args) {
 }
 
 int main(int argc, char** argv) {
-  example::Args args =
-      example::parse_args(argc, argv,
-                          "ICAP RESPMOD service 'header_rewrite': adds X-Libicap: rewritten and "
-                          "removes headers\n(default: Server, X-Powered-By).",
-                          " [--remove HEADER]...",
-                          [](std::string_view opt, const char* value) {
-                            if (opt != "--remove") return false;
-                            g_remove.emplace_back(value);
-                            return true;
-                          },
-                          {"--remove"});
+  example::Args args = example::parse_args(
+      argc, argv,
+      "ICAP RESPMOD service 'header_rewrite': adds X-Libicap: rewritten and "
+      "removes headers\n(default: Server, X-Powered-By).",
+      " [--remove HEADER]...", {{"--remove", [](const char* v) { g_remove.emplace_back(v); }}});
   if (g_remove.empty()) g_remove = {"Server", "X-Powered-By"};
   return example::guarded("icap-header-rewrite", [&] { return serve(args); });
 }

@@ -167,20 +167,12 @@ static int serve(const example::Args& args, const Config& cfg) {
 
 int main(int argc, char** argv) {
   Config cfg;
-  example::Args args =
-      example::parse_args(argc, argv,
-                          "ICAP RESPMOD service 'scanner': blocks responses containing the EICAR "
-                          "test string;\n--exempt PREFIX skips Content-Types starting with it.",
-                          " [--exempt TYPE-PREFIX]... [--hold BYTES]",
-                          [&](std::string_view opt, const char* value) {
-                            if (opt == "--exempt")
-                              cfg.exempt.push_back(example::lower(value));
-                            else if (opt == "--hold")
-                              cfg.hold = std::strtoull(value, nullptr, 10);
-                            else
-                              return false;
-                            return true;
-                          },
-                          {"--exempt", "--hold"});
+  example::Args args = example::parse_args(
+      argc, argv,
+      "ICAP RESPMOD service 'scanner': blocks responses containing the EICAR "
+      "test string;\n--exempt PREFIX skips Content-Types starting with it.",
+      " [--exempt TYPE-PREFIX]... [--hold BYTES]",
+      {{"--exempt", [&](const char* v) { cfg.exempt.push_back(example::lower(v)); }},
+       {"--hold", [&](const char* v) { cfg.hold = std::strtoull(v, nullptr, 10); }}});
   return example::guarded("icap-scanner", [&] { return serve(args, cfg); });
 }

@@ -91,14 +91,11 @@ int main(int argc, char** argv) {
       example::parse_args(argc, argv,
                           "ICAP REQMOD service 'url_filter': 403 page for the listed hosts "
                           "(and their subdomains).",
-                          " [--block HOST]...",
-                          [&](std::string_view opt, const char* value) {
-                            if (opt != "--block") return false;
-                            std::string h = example::lower(value);
-                            while (!h.empty() && h.back() == '.') h.pop_back();
-                            if (!h.empty()) blocked.push_back(h);
-                            return true;
-                          },
-                          {"--block"});
+                          " [--block HOST]...", {{"--block", [&](const char* v) {
+                                                    std::string h = example::lower(v);
+                                                    while (!h.empty() && h.back() == '.')
+                                                      h.pop_back();
+                                                    if (!h.empty()) blocked.push_back(h);
+                                                  }}});
   return example::guarded("icap-url-filter", [&] { return serve(args, blocked); });
 }

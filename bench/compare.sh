@@ -32,6 +32,8 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../tests/common/proc.sh
+. "$HERE/../tests/common/proc.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 
 log() { printf '[compare] %s\n' "$*" >&2; }
@@ -120,29 +122,8 @@ RAW="$TMP/raw.jsonl"
 # ------------------------------------------------------------- processes ---
 STARTED=()          # PIDs we started and must stop
 
-stop_pid() {        # stop_pid PID: TERM, wait up to ~10 s, then KILL
-    local pid=$1 i
-    [ -n "$pid" ] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null
-        for i in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-stop_server() {     # stop_server PID: the server and the children it forked
-    local pid=$1 kids k
-    [ -n "$pid" ] || return 0
-    kids=$(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ')
-    stop_pid "$pid"
-    for k in $kids; do kill -0 "$k" 2>/dev/null && kill -KILL "$k" 2>/dev/null; done
-    return 0
-}
+# stop_server PID: the server and the children it forked.
+stop_server() { stop_tree "$1"; }
 
 cleanup() {
     local rc=$? p
@@ -151,19 +132,12 @@ cleanup() {
     if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+exit_traps
 
 forget_pid() {
     local p keep=()
     for p in "${STARTED[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
     STARTED=("${keep[@]}")
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
 # proc_cpu PID: user+sys CPU seconds of PID and its direct children

@@ -363,6 +363,21 @@ static void conn_error(struct conn *c, const char *why) { conn_fail(c, false, wh
 
 static void conn_invalid(struct conn *c, const char *why) { conn_fail(c, true, why); }
 
+/* Appends `take` bytes to the head buffer, doubling it as needed (the
+ * callers bound the head's size before). */
+static void head_append(struct conn *c, const char *p, size_t take) {
+  if (c->hlen + take > c->hcap) {
+    size_t nc = c->hcap ? c->hcap : 1024;
+    while (nc < c->hlen + take) nc *= 2;
+    char *nb = realloc(c->hb, nc);
+    if (!nb) die("out of memory");
+    c->hb = nb;
+    c->hcap = nc;
+  }
+  memcpy(c->hb + c->hlen, p, take);
+  c->hlen += take;
+}
+
 /* ------------------------------------------------------- connection I/O */
 
 static void on_close(uv_handle_t *h);
@@ -960,16 +975,7 @@ static void parse(struct conn *c, const char *p, size_t n) {
           conn_invalid(c, "ICAP head too large");
           return;
         }
-        if (c->hlen + take > c->hcap) {
-          size_t nc = c->hcap ? c->hcap : 1024;
-          while (nc < c->hlen + take) nc *= 2;
-          char *nb = realloc(c->hb, nc);
-          if (!nb) die("out of memory");
-          c->hb = nb;
-          c->hcap = nc;
-        }
-        memcpy(c->hb + c->hlen, p, take);
-        c->hlen += take;
+        head_append(c, p, take);
         p += take;
         n -= take;
         if (c->match != 4) break;
@@ -997,16 +1003,7 @@ static void parse(struct conn *c, const char *p, size_t n) {
       case P_ENCAP: {
         size_t need = (size_t)(c->enc_hdr_total - c->hlen);
         size_t take = n < need ? n : need;
-        if (c->hlen + take > c->hcap) {
-          size_t nc = c->hcap ? c->hcap : 1024;
-          while (nc < c->enc_hdr_total) nc *= 2;
-          char *nb = realloc(c->hb, nc);
-          if (!nb) die("out of memory");
-          c->hb = nb;
-          c->hcap = nc;
-        }
-        memcpy(c->hb + c->hlen, p, take);
-        c->hlen += take;
+        head_append(c, p, take);
         p += take;
         n -= take;
         if (c->hlen < c->enc_hdr_total) break;

@@ -9,7 +9,7 @@
 
 static_assert(ICAP_HAS_COROUTINES, "coro_test needs C++20 coroutines");
 
-using namespace icaptest;
+using namespace cpptest;
 
 namespace {
 
@@ -47,7 +47,7 @@ TEST(Coro, ReadsMultiChunkBody) {
   Client c(ts.port);
   std::string big(200000, 'z');
   c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-         chunked({"first-", "second-", big}));
+         chunked_pieces({"first-", "second-", big}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 200) << r.status_line;
   std::string big_up(200000, 'Z');
@@ -74,10 +74,10 @@ TEST(Coro, PreviewContinueAndIeof) {
     // Preview without ieof: the next read sends 100 Continue.
     Client c(ts.port);
     c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 3\r\n", kReqHdr, kResHdr, "res-body") +
-           chunked({"abc"}));
+           chunked_pieces({"abc"}));
     Response cont = c.read_response();
     EXPECT_EQ(cont.status, 100) << cont.raw;
-    c.send(chunked({"def", "g"}));
+    c.send(chunked_pieces({"def", "g"}));
     Response r = c.read_response();
     EXPECT_EQ(r.status, 200) << r.raw;
     EXPECT_EQ(r.body, "abcdefg");
@@ -88,7 +88,7 @@ TEST(Coro, PreviewContinueAndIeof) {
     // The preview holds the whole body: data first, then an empty end+ieof.
     Client c(ts.port);
     c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 10\r\n", kReqHdr, kResHdr, "res-body") +
-           chunked({"whole"}, kIeof));
+           chunked_pieces({"whole"}, kIeof));
     Response r = c.read_response();
     EXPECT_EQ(r.status, 200) << r.raw;
     EXPECT_EQ(r.body, "whole");
@@ -117,9 +117,7 @@ TEST(Coro, OffloadResumesOnTheLoopThread) {
   });
   ts.start();
   for (int i = 0; i < 4; ++i) {
-    Client c(ts.port);
-    c.send(icap_head("REQMOD", ts.port, "co", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 403);
+    EXPECT_EQ(reqmod_status(ts.port, "co"), 403);
   }
   EXPECT_TRUE(seen.wait_for("sum=42"));
   EXPECT_TRUE(seen.contains("work off loop: yes"));
@@ -140,9 +138,7 @@ TEST(Coro, OffloadExceptionIsRethrownInTheCoroutine) {
     req.send_error(404);
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "co", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 404);
+  EXPECT_EQ(reqmod_status(ts.port, "co"), 404);
   EXPECT_TRUE(seen.wait_for("caught pool boom"));
 }
 
@@ -179,7 +175,7 @@ TEST(Coro, DisconnectResumesWithEconnreset) {
   {
     Client c(ts.port);
     c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-           chunked({"part1"}, ""));
+           chunked_pieces({"part1"}, ""));
     ASSERT_TRUE(seen.wait_for("got part1"));
   }  // the client goes away mid-body
   EXPECT_TRUE(seen.wait_for("error=" + std::to_string(ICAP_ECONNRESET))) << seen.joined();
@@ -210,7 +206,7 @@ TEST(Coro, DisconnectDuringOffload) {
   {
     Client c(ts.port);
     c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-           chunked({"x"}, ""));
+           chunked_pieces({"x"}, ""));
     ASSERT_TRUE(seen.wait_for("working"));
   }
   std::this_thread::sleep_for(200ms);  // let the server see the close
@@ -231,7 +227,8 @@ TEST(Coro, ExceptionAfterSuspensionGives500) {
   });
   ts.start();
   Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") + chunked({"abc"}));
+  c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
+         chunked_pieces({"abc"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 500) << r.raw;
   EXPECT_TRUE(c.closed_by_peer());
@@ -245,9 +242,7 @@ TEST(Coro, ExceptionBeforeSuspensionGives500) {
     co_return;
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "co", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 500);
+  EXPECT_EQ(reqmod_status(ts.port, "co"), 500);
   EXPECT_TRUE(ts.log.wait_for("early failure")) << ts.log.joined();
 }
 
@@ -263,9 +258,7 @@ TEST(Coro, ReadingWithoutBodyThrowsEstate) {
     req.no_adaptation_required();
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "co", "Allow: 204\r\n", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 204);
+  EXPECT_EQ(reqmod_status(ts.port, "co", "Allow: 204\r\n"), 204);
   EXPECT_TRUE(seen.wait_for("code=" + std::to_string(ICAP_ESTATE)));
 }
 
@@ -284,9 +277,7 @@ TEST(Coro, MemberFunctionCoroutineViaLambda) {
   MemberHandler h{&seen};
   ts.srv.service("co").reqmod([&h](icap::Request req) { return h.handle(req); });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "co", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "co"), 403);
   EXPECT_TRUE(seen.wait_for("member coroutine ran"));
 }
 
@@ -310,9 +301,9 @@ TEST(Coro, ManyConcurrentCoroutines) {
   for (int i = 0; i < 20; ++i) {
     clients.push_back(std::make_unique<Client>(ts.port));
     clients.back()->send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-                         chunked({std::string(static_cast<std::size_t>(i + 1), 'a')}, ""));
+                         chunked_pieces({std::string(static_cast<std::size_t>(i + 1), 'a')}, ""));
   }
-  for (int i = 0; i < 20; ++i) clients[i]->send(chunked({"bb"}));
+  for (int i = 0; i < 20; ++i) clients[i]->send(chunked_pieces({"bb"}));
   for (int i = 0; i < 20; ++i) {
     Response r = clients[i]->read_response();
     EXPECT_EQ(r.status, 200);

@@ -16,11 +16,13 @@ or after --max-lifetime seconds.
 """
 import argparse
 import os
-import signal
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import origin_serve  # noqa: E402
 
 TYPES = {
     ".html": ("text/html; charset=utf-8", None),
@@ -63,12 +65,7 @@ class Handler(BaseHTTPRequestHandler):
         self._head(200, os.path.getsize(full), ctype, enc)
         if head_only:
             return
-        with open(full, "rb") as f:
-            while True:
-                buf = f.read(65536)
-                if not buf:
-                    break
-                self.wfile.write(buf)
+        origin_serve.send_file(self.wfile, full)
 
     def do_GET(self):
         self._get(False)
@@ -92,33 +89,8 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dir", required=True)
-    ap.add_argument("--port-file", required=True)
-    ap.add_argument("--max-lifetime", type=float, default=1800.0)
-    a = ap.parse_args()
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    srv.files_dir = a.dir
-
-    def stop(*_):
-        threading.Thread(target=srv.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    timer = threading.Timer(a.max_lifetime, stop)
-    timer.daemon = True
-    timer.start()
-
-    tmp = a.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % srv.server_address[1])
-    os.replace(tmp, a.port_file)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    finally:
-        srv.server_close()
-    return 0
+    origin_serve.add_arguments(ap)
+    return origin_serve.serve(Handler, ap.parse_args())
 
 
 if __name__ == "__main__":

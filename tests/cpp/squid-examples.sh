@@ -29,6 +29,12 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../common/proc.sh
+. "$HERE/../common/proc.sh"
+# shellcheck source=../common/checks.sh
+. "$HERE/../common/checks.sh"
+# shellcheck source=../common/squid.sh
+. "$HERE/../common/squid.sh"
 say() { printf '[squid-examples] %s\n' "$*" >&2; }
 info() { [ "$VERBOSE" = 1 ] && say "  $*"; return 0; }
 die() { say "error: $*"; exit 2; }
@@ -56,28 +62,16 @@ esac
 
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
-SQUID_BIN=$(command -v squid 2>/dev/null) || SQUID_BIN=$(dpkg -L squid 2>/dev/null | grep -m1 '/sbin/squid$')
 for c in curl python3 sha256sum; do
     command -v "$c" >/dev/null 2>&1 || { say "SKIP: $c not installed"; exit 77; }
 done
-[ -n "$SQUID_BIN" ] && [ -x "$SQUID_BIN" ] || { say "SKIP: squid not installed"; exit 77; }
+find_squid || { say "SKIP: squid not installed"; exit 77; }
 
 TMP=$(mktemp -d -t squid-examples.XXXXXX) || die "mktemp failed"
 SQD=$TMP/squid
 mkdir -p "$SQD" "$TMP/files" "$TMP/out"
-ORIGIN_PID=""; SQUID_PID=""; BG_PID=""; NPASS=0; NFAIL=0
+ORIGIN_PID=""; SQUID_PID=""; BG_PID=""
 
-stop_pid() {  # stop_pid PID GRACE: TERM, bounded wait, KILL
-    local pid=$1 grace=${2:-10} i
-    [ -n "$pid" ] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null
-        for i in $(seq 1 $((grace * 5))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null
-    return 0
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
@@ -87,17 +81,8 @@ cleanup() {
     if [ "$KEEP" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'say interrupted; exit 130' INT
-trap 'say terminated; exit 143' TERM
-trap 'exit 129' HUP
+exit_traps say
 
-run_bg() { "$@" & BG_PID=$!; wait "$BG_PID"; local rc=$?; BG_PID=""; return $rc; }
-pass() { echo "PASS $1"; NPASS=$((NPASS + 1)); }
-fail() { echo "FAIL $1: $2"; NFAIL=$((NFAIL + 1)); }
-result() { if [ -z "$2" ]; then pass "$1"; else fail "$1" "$2"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 # ----------------------------------------------------------- test files ---
 python3 - "$TMP/files" "$TMP/expected" <<'PY' || die "could not make test files"
@@ -159,35 +144,12 @@ ORIGIN="http://127.0.0.1:$ORIGIN_PORT"
 info "origin on $ORIGIN"
 
 # ---------------------------------------------------------------- squid ---
-SQUID_USER=""
-if [ "$(id -u)" -eq 0 ]; then
-    for u in proxy nobody; do id "$u" >/dev/null 2>&1 && { SQUID_USER=$u; break; }; done
-    [ -n "$SQUID_USER" ] || die "no unprivileged user for squid"
-fi
+squid_user || die "no unprivileged user for squid"
 write_conf() {
     {
-        echo "http_port 127.0.0.1:$1"
-        echo "visible_hostname squid-examples"
-        [ -n "$SQUID_USER" ] && echo "cache_effective_user $SQUID_USER"
-        echo "pid_filename $SQD/squid.pid"
-        echo "cache_log $SQD/cache.log"
-        echo "coredump_dir $SQD"
-        echo "logfile_rotate 0"
-        echo "strip_query_terms off"
-        echo "access_log stdio:$SQD/access.log squid"
-        echo "cache deny all"
-        echo "cache_mem 8 MB"
-        echo "shutdown_lifetime 0 seconds"
-        echo "pinger_enable off"
-        echo "netdb_filename none"
-        echo "dns_nameservers 127.0.0.1"
-        echo "http_access allow localhost"
-        echo "http_access deny all"
-        echo "icap_enable on"
-        echo "icap_persistent_connections on"
+        squid_base_conf "$1" squid-examples "$SQD"
         echo "icap_preview_enable on"
         echo "icap_preview_size 1024"
-        echo "icap_send_client_ip on"
         echo "icap_io_timeout 30 seconds"
         if [ "$MODE" = both ]; then
             echo "icap_service svc_req reqmod_precache icap://$ICAP/$SERVICE bypass=off"

@@ -1,20 +1,13 @@
 /*
  * Test support for the C++ wrapper tests: an icap::Server running on
- * 127.0.0.1:0 in a thread, a raw-socket ICAP client that sends exact bytes
- * and parses responses, builders for ICAP requests, and a small
+ * 127.0.0.1:0 in a thread, the raw-socket ICAP client and the request
+ * builders of tests/common in the form these tests use, and a small
  * wait-with-timeout helper for events that happen on the server's threads.
  */
 #ifndef ICAP_TESTS_CPP_TEST_SUPPORT_HPP
 #define ICAP_TESTS_CPP_TEST_SUPPORT_HPP
 
 #include <icap/icap.hpp>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -27,9 +20,14 @@
 #include <thread>
 #include <vector>
 
-namespace icaptest {
+#include "builders.hpp"
+#include "client.hpp"
+
+namespace cpptest {
 
 using namespace std::chrono_literals;
+using icaptest::chunk;
+using icaptest::Msg;
 
 /* ------------------------------------------------------------ waiting --- */
 
@@ -145,6 +143,8 @@ class TestServer {
 
 /* ------------------------------------------------------------- client --- */
 
+/* A response as these tests look at it: the ICAP headers as icap::Headers
+ * (so that the wrapper's own lookup is what the tests use). */
 struct Response {
   int status = 0;
   std::string status_line;
@@ -152,185 +152,63 @@ struct Response {
   std::string http_head;  // encapsulated HTTP header block(s), raw
   std::string body;       // de-chunked encapsulated body
   bool has_body = false;
-  std::string raw;
+  std::string raw;  // the head as received, and the body's size (for messages)
 };
 
+/* The client of tests/common (strict parser, bounded waits), throwing on a
+ * failure so that a test stops at the first broken exchange. */
 class Client {
  public:
-  explicit Client(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd_ < 0) throw std::runtime_error("socket");
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd_);
-      throw std::runtime_error("connect");
-    }
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  explicit Client(int port) : c_(port) {
+    if (!c_.ok()) throw std::runtime_error("connect");
   }
-  ~Client() { close(); }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
 
   void send(const std::string& bytes) {
-    std::size_t off = 0;
-    while (off < bytes.size()) {
-      ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) throw std::runtime_error("send failed");
-      off += static_cast<std::size_t>(n);
-    }
+    if (!c_.send_all(bytes)) throw std::runtime_error("send failed");
   }
-  void close() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
+  void close() { c_.close(); }
   /* Close with RST instead of FIN (abrupt client loss). */
-  void reset() {
-    if (fd_ >= 0) {
-      linger l{1, 0};
-      ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-      close();
-    }
-  }
+  void reset() { c_.reset(); }
 
   /* Read one ICAP response (a 100 Continue is a response of its own). */
   Response read_response(std::chrono::milliseconds timeout = 5000ms) {
+    icaptest::Reply got = c_.read_response(timeout);
+    if (!got.ok)
+      throw std::runtime_error("no well-formed response: " + got.error + "; got: " + c_.pending());
     Response r;
-    std::string head = read_until("\r\n\r\n", timeout);
-    r.raw = head;
-    std::size_t eol = head.find("\r\n");
-    r.status_line = head.substr(0, eol);
-    if (r.status_line.size() >= 12) r.status = std::stoi(r.status_line.substr(9, 3));
-    std::size_t pos = eol + 2;
-    while (pos < head.size() - 2) {
-      std::size_t e = head.find("\r\n", pos);
-      std::string line = head.substr(pos, e - pos);
-      pos = e + 2;
-      std::size_t colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      std::string v = line.substr(colon + 1);
-      while (!v.empty() && v.front() == ' ') v.erase(0, 1);
-      r.headers.add(line.substr(0, colon), v);
+    r.status = got.code;
+    r.status_line = got.status_line;
+    r.raw = got.status_line + "\r\n";
+    for (const auto& h : got.headers) {
+      r.headers.add(h.first, h.second);
+      r.raw += h.first + ": " + h.second + "\r\n";
     }
-    if (r.status == 100) return r;
-    auto enc = r.headers.get("Encapsulated");
-    if (!enc) return r;
-    // The last entry says where the header blocks end and what follows.
-    std::string e(*enc);
-    std::size_t last = e.rfind(',');
-    std::string tail = last == std::string::npos ? e : e.substr(last + 1);
-    while (!tail.empty() && tail.front() == ' ') tail.erase(0, 1);
-    std::size_t eq = tail.find('=');
-    std::string name = tail.substr(0, eq);
-    std::size_t off = std::stoul(tail.substr(eq + 1));
-    r.http_head = read_exact(off, timeout);
-    r.raw += r.http_head;
-    if (name == "req-body" || name == "res-body") {
-      r.has_body = true;
-      while (true) {
-        std::string size_line = read_until("\r\n", timeout);
-        r.raw += size_line;
-        std::size_t n = std::stoul(size_line, nullptr, 16);
-        if (n == 0) {
-          std::string crlf = read_until("\r\n", timeout);  // no trailers
-          r.raw += crlf;
-          break;
-        }
-        std::string data = read_exact(n + 2, timeout);
-        r.raw += data;
-        r.body += data.substr(0, n);
-      }
-    }
+    r.http_head = got.http_head();
+    r.raw += "\r\n" + r.http_head;
+    r.has_body = got.has_body;
+    r.body = std::move(got.body);
+    if (r.has_body) r.raw += "[body of " + std::to_string(r.body.size()) + " bytes]";
     return r;
   }
 
-  /* True if the server closes the connection within `timeout` (pending
-   * unread bytes are discarded). */
+  /* True if the server closes the connection within `timeout`. */
   bool closed_by_peer(std::chrono::milliseconds timeout = 3000ms) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    buf_.clear();
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd p{fd_, POLLIN, 0};
-      int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      until - std::chrono::steady_clock::now())
-                                      .count());
-      if (::poll(&p, 1, left > 0 ? left : 0) <= 0) return false;
-      char tmp[4096];
-      ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-      if (n <= 0) return true;
-    }
-    return false;
-  }
-
-  /* Any bytes arrive within `timeout`? (does not consume them) */
-  bool readable(std::chrono::milliseconds timeout) {
-    if (!buf_.empty()) return true;
-    pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+    return c_.wait_closed(timeout);
   }
 
  private:
-  bool fill(std::chrono::steady_clock::time_point until) {
-    auto now = std::chrono::steady_clock::now();
-    if (now >= until) return false;
-    pollfd p{fd_, POLLIN, 0};
-    int ms = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count());
-    if (::poll(&p, 1, ms < 1 ? 1 : ms) <= 0) return false;
-    char tmp[65536];
-    ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
-    if (n <= 0) return false;
-    buf_.append(tmp, static_cast<std::size_t>(n));
-    return true;
-  }
-  std::string read_until(const std::string& delim, std::chrono::milliseconds timeout) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-      std::size_t p = buf_.find(delim);
-      if (p != std::string::npos) {
-        std::string out = buf_.substr(0, p + delim.size());
-        buf_.erase(0, p + delim.size());
-        return out;
-      }
-      if (!fill(until)) throw std::runtime_error("timeout/EOF waiting for response; got: " + buf_);
-    }
-  }
-  std::string read_exact(std::size_t n, std::chrono::milliseconds timeout) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (buf_.size() < n)
-      if (!fill(until))
-        throw std::runtime_error("timeout/EOF reading " + std::to_string(n) +
-                                 " bytes; got: " + buf_);
-    std::string out = buf_.substr(0, n);
-    buf_.erase(0, n);
-    return out;
-  }
-
-  int fd_ = -1;
-  std::string buf_;
+  icaptest::Client c_;
 };
 
 /* ----------------------------------------------------------- builders --- */
 
 /* Chunked encoding of `pieces`, ended by "0\r\n\r\n" or "0; ieof\r\n\r\n"
  * (or not ended when terminator is empty). */
-inline std::string chunked(const std::vector<std::string>& pieces,
-                           const std::string& terminator = "0\r\n\r\n") {
+inline std::string chunked_pieces(const std::vector<std::string>& pieces,
+                                  const std::string& terminator = "0\r\n\r\n") {
   std::string out;
-  char size[32];
-  for (const auto& p : pieces) {
-    std::snprintf(size, sizeof size, "%zx\r\n", p.size());
-    out += size;
-    out += p;
-    out += "\r\n";
-  }
-  out += terminator;
-  return out;
+  for (const auto& p : pieces) out += chunk(p);
+  return out + terminator;
 }
 inline const char* const kIeof = "0; ieof\r\n\r\n";
 
@@ -341,25 +219,20 @@ inline const char* const kIeof = "0; ieof\r\n\r\n";
 inline std::string icap_head(const std::string& method, int port, const std::string& service,
                              const std::string& extra, const std::string& req_hdr,
                              const std::string& res_hdr, const std::string& body) {
-  std::string enc;
-  std::size_t off = 0;
-  auto add = [&](const std::string& name, std::size_t at) {
-    if (!enc.empty()) enc += ", ";
-    enc += name + "=" + std::to_string(at);
-  };
-  if (!req_hdr.empty()) {
-    add("req-hdr", off);
-    off += req_hdr.size();
-  }
-  if (!res_hdr.empty()) {
-    add("res-hdr", off);
-    off += res_hdr.size();
-  }
-  add(body.empty() ? "null-body" : body, off);
-  return method + " icap://127.0.0.1:" + std::to_string(port) + "/" + service +
-         " ICAP/1.0\r\nHost: 127.0.0.1:" + std::to_string(port) + "\r\n" + extra +
-         "Encapsulated: " + enc + "\r\n\r\n" + req_hdr + res_hdr;
+  Msg m;
+  m.method = method;
+  m.svc = service;
+  m.authority = "127.0.0.1:" + std::to_string(port);
+  m.hdrs = extra;
+  m.req = req_hdr;
+  m.res = res_hdr;
+  m.entity = body.empty() ? "null-body" : body;
+  return m.str();
 }
+
+/* The status of a REQMOD (kReqHdr, no body) to `service`, on a new
+ * connection. */
+int reqmod_status(int port, const std::string& service, const std::string& extra = "");
 
 inline const std::string kReqHdr =
     "GET http://example.com/path?q=1 HTTP/1.1\r\n"
@@ -374,6 +247,12 @@ inline const std::string kResHdr =
     "X-Keep: yes\r\n"
     "\r\n";
 
-}  // namespace icaptest
+inline int reqmod_status(int port, const std::string& service, const std::string& extra) {
+  Client c(port);
+  c.send(icap_head("REQMOD", port, service, extra, kReqHdr, "", ""));
+  return c.read_response().status;
+}
+
+}  // namespace cpptest
 
 #endif  // ICAP_TESTS_CPP_TEST_SUPPORT_HPP

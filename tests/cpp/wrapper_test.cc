@@ -15,7 +15,7 @@
 #include <set>
 #include <sstream>
 
-using namespace icaptest;
+using namespace cpptest;
 
 namespace {
 
@@ -107,11 +107,7 @@ TEST(Server, MoveKeepsServicesAndHandlers) {
   b.listen("127.0.0.1", 0);
   int port = b.port();
   std::thread t([&] { b.run(); });
-  {
-    Client c(port);
-    c.send(icap_head("REQMOD", port, "moved", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 403);
-  }
+  { EXPECT_EQ(reqmod_status(port, "moved"), 403); }
   b.stop();
   t.join();
   EXPECT_TRUE(seen.contains("handled"));
@@ -259,7 +255,7 @@ TEST(Request, AccessorsOnRespmodWithPreview) {
   Client c(ts.port);
   c.send(icap_head("RESPMOD", ts.port, "acc", "Preview: 10\r\nAllow: trailers, 206\r\n", kReqHdr,
                    kResHdr, "res-body") +
-         chunked({"hello"}, kIeof));
+         chunked_pieces({"hello"}, kIeof));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 204) << r.raw;
 
@@ -357,9 +353,7 @@ TEST(Request, SendErrorAndRequestLineRewrite) {
     req.send_headers(false);
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "err", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "err"), 403);
 
   Client c2(ts.port);
   c2.send(icap_head("REQMOD", ts.port, "rewrite", "", kReqHdr, "", ""));
@@ -404,9 +398,7 @@ TEST(Request, IllegalCallsThrowIcapError) {
     }
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "twice", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "twice"), 403);
   EXPECT_TRUE(seen.wait_for("code=" + std::to_string(ICAP_ESTATE)));
   EXPECT_TRUE(seen.wait_for("read=" + std::to_string(ICAP_ESTATE)));
 }
@@ -427,11 +419,7 @@ TEST(Exceptions, ThrowingHandlerGives500AndClose) {
     EXPECT_TRUE(c.closed_by_peer());
   }
   EXPECT_TRUE(ts.log.wait_for("handler exploded")) << ts.log.joined();
-  {
-    Client c(ts.port);
-    c.send(icap_head("REQMOD", ts.port, "boom2", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 500);
-  }
+  { EXPECT_EQ(reqmod_status(ts.port, "boom2"), 500); }
   EXPECT_TRUE(ts.log.wait_for("unknown exception")) << ts.log.joined();
   // The server is still fine.
   ts.srv.stop();
@@ -446,7 +434,7 @@ TEST(Exceptions, ThrowingBodyCallbackAborts) {
   ts.start();
   Client c(ts.port);
   c.send(icap_head("RESPMOD", ts.port, "body", "", kReqHdr, kResHdr, "res-body") +
-         chunked({"abc"}));
+         chunked_pieces({"abc"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 500) << r.raw;
   EXPECT_TRUE(c.closed_by_peer());
@@ -460,9 +448,7 @@ TEST(Exceptions, ThrowingOffloadWorkAborts) {
                 [](icap::Request& r, int) { r.send_error(403); });
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "work", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 500);
+  EXPECT_EQ(reqmod_status(ts.port, "work"), 500);
   EXPECT_TRUE(ts.log.wait_for("work failed")) << ts.log.joined();
 }
 
@@ -478,11 +464,7 @@ TEST(Exceptions, LogCallbackThatThrowsIsContained) {
   s.listen("127.0.0.1", 0);
   int port = s.port();
   std::thread t([&] { s.run(); });
-  {
-    Client c(port);
-    c.send(icap_head("REQMOD", port, "x", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 500);
-  }
+  { EXPECT_EQ(reqmod_status(port, "x"), 500); }
   s.stop();
   t.join();
   EXPECT_TRUE(seen.contains("ok"));
@@ -513,7 +495,7 @@ TEST(Streaming, PullReadEchoesMultiChunkBody) {
   Client c(ts.port);
   std::string big(100000, 'x');
   c.send(icap_head("RESPMOD", ts.port, "copy", "", kReqHdr, kResHdr, "res-body") +
-         chunked({"one,", "two,", big, "three"}));
+         chunked_pieces({"one,", "two,", big, "three"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 200) << r.status_line;
   EXPECT_EQ(r.body, "one,two," + big + "three");
@@ -542,7 +524,7 @@ TEST(Streaming, PushModeWithPauseResume) {
   ts.start();
   Client c(ts.port);
   c.send(icap_head("RESPMOD", ts.port, "push", "", kReqHdr, kResHdr, "res-body") +
-         chunked({"ab", "cd", "ef"}));
+         chunked_pieces({"ab", "cd", "ef"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body, "6");
@@ -576,10 +558,10 @@ TEST(Streaming, PreviewThenContinue) {
   ts.start();
   Client c(ts.port);
   c.send(icap_head("RESPMOD", ts.port, "prev", "Preview: 4\r\n", kReqHdr, kResHdr, "res-body") +
-         chunked({"abcd"}));
+         chunked_pieces({"abcd"}));
   Response cont = c.read_response();
   EXPECT_EQ(cont.status, 100) << cont.raw;
-  c.send(chunked({"efgh", "ij"}));
+  c.send(chunked_pieces({"efgh", "ij"}));
   Response r = c.read_response();
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body, "abcdefghij");
@@ -606,9 +588,7 @@ TEST(Callbacks, OnDoneAndUserData) {
     req.send_error(403);
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "done", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "done"), 403);
   EXPECT_TRUE(seen.wait_for("done status=0 data=per-request")) << seen.joined();
   EXPECT_FALSE(seen.contains("replaced"));
 }
@@ -656,18 +636,14 @@ TEST(Callbacks, OffloadRunsOnPoolAndThenOnLoopThread) {
       [&](icap::Request& req) { req.offload([] {}, [](icap::Request& r) { r.send_error(404); }); });
   ts.start();
   for (int i = 0; i < 4; ++i) {  // several connections: both loops
-    Client c(ts.port);
-    c.send(icap_head("REQMOD", ts.port, "off", "", kReqHdr, "", ""));
-    EXPECT_EQ(c.read_response().status, 403);
+    EXPECT_EQ(reqmod_status(ts.port, "off"), 403);
   }
   EXPECT_TRUE(seen.wait_for("result=42"));
   EXPECT_TRUE(seen.contains("work on loop thread: no")) << seen.joined();
   EXPECT_FALSE(seen.contains("work on loop thread: yes")) << seen.joined();
   EXPECT_TRUE(seen.contains("then on loop thread: yes")) << seen.joined();
   EXPECT_FALSE(seen.contains("then on loop thread: no")) << seen.joined();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "offvoid", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 404);
+  EXPECT_EQ(reqmod_status(ts.port, "offvoid"), 404);
 }
 
 TEST(Callbacks, PostFromAnotherThread) {
@@ -691,9 +667,7 @@ TEST(Callbacks, PostFromAnotherThread) {
     });
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "post", "", kReqHdr, "", ""));
-  EXPECT_EQ(c.read_response().status, 403);
+  EXPECT_EQ(reqmod_status(ts.port, "post"), 403);
   EXPECT_TRUE(seen.wait_for("post status=0 same loop=yes")) << seen.joined();
   EXPECT_TRUE(seen.wait_for("ref released: yes"));
   std::lock_guard<std::mutex> lk(hm);

@@ -28,7 +28,7 @@
 #include "fuzz_common.hpp"
 #include "protocol/chunked.hpp"
 #include "protocol/request_head.hpp"
-#include "session_driver.hpp"
+#include "fuzz_engine.hpp"
 
 using namespace icap::detail;
 
@@ -62,7 +62,21 @@ const char *name(Res r) {
 // up to max_chunk).
 constexpr size_t kMaxLine = 4096;
 
-bool ref_tchar(unsigned char c) { return is_tchar(c); }
+// The token check of the independent response reader, not the engine's.
+bool ref_tchar(unsigned char c) { return icapwire::tchar(c); }
+
+// Skips blanks (SP, HTAB) from i.
+size_t ref_blanks(std::string_view s, size_t i) {
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) i++;
+  return i;
+}
+
+// The token at s[i..] ("" if none); i moves past it.
+std::string_view ref_token(std::string_view s, size_t &i) {
+  size_t start = i;
+  while (i < s.size() && ref_tchar(static_cast<unsigned char>(s[i]))) i++;
+  return s.substr(start, i - start);
+}
 
 // Parses a chunk-size line (without CRLF). Returns -1 bad, 0 ok, 1 when the
 // line holds a control character inside a quoted extension value, where
@@ -81,24 +95,16 @@ int ref_size_line(std::string_view s, uint64_t max_chunk, uint64_t &size, bool &
     i++;
   }
   if (i == 0 || overflow || size > max_chunk) return -1;
-  auto ws = [&] {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) i++;
-  };
   ieof = false;
   bool ctl_in_quote = false;
-  ws();
-  while (i < s.size()) {
+  for (i = ref_blanks(s, i); i < s.size(); i = ref_blanks(s, i)) {
     if (s[i] != ';') return -1;
-    i++;
-    ws();
-    size_t ns = i;
-    while (i < s.size() && ref_tchar(static_cast<unsigned char>(s[i]))) i++;
-    if (i == ns) return -1;
-    std::string_view nm = s.substr(ns, i - ns);
-    ws();
+    i = ref_blanks(s, i + 1);
+    std::string_view nm = ref_token(s, i);
+    if (nm.empty()) return -1;
+    i = ref_blanks(s, i);
     if (i < s.size() && s[i] == '=') {
-      i++;
-      ws();
+      i = ref_blanks(s, i + 1);
       if (i < s.size() && s[i] == '"') {
         i++;
         bool closed = false;
@@ -118,12 +124,9 @@ int ref_size_line(std::string_view s, uint64_t max_chunk, uint64_t &size, bool &
           i++;
         }
         if (!closed) return -1;
-      } else {
-        size_t vs = i;
-        while (i < s.size() && ref_tchar(static_cast<unsigned char>(s[i]))) i++;
-        if (i == vs) return -1;
+      } else if (ref_token(s, i).empty()) {
+        return -1;
       }
-      ws();
     }
     if (nm.size() == 4 && (nm[0] | 0x20) == 'i' && (nm[1] | 0x20) == 'e' && (nm[2] | 0x20) == 'o' &&
         (nm[3] | 0x20) == 'f')
@@ -391,12 +394,7 @@ void session_mode(std::string_view body, uint64_t max_chunk, uint8_t policy, uin
   ServiceTable services;
   PreviewState st;
   st.policy = policy;
-  auto svc = std::make_unique<icap_service>();
-  svc->name = "echo";
-  svc->istag = "fuzz";
-  svc->handler[ICAP_METHOD_RESPMOD] = preview_handler;
-  svc->handler_user[ICAP_METHOD_RESPMOD] = &st;
-  services.emplace("echo", std::move(svc));
+  icaptest::add_service(services, "echo", "fuzz", {ICAP_METHOD_RESPMOD}, preview_handler, &st);
 
   static const char kHttp[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n";
   std::string in = "RESPMOD icap://127.0.0.1/echo ICAP/1.0\r\nHost: 127.0.0.1\r\n";
@@ -414,14 +412,14 @@ void session_mode(std::string_view body, uint64_t max_chunk, uint8_t policy, uin
     size_t pos = 0;
     size_t step = 1 + (policy >> 4) * 7;
     for (int guard = 0; guard < 1000000 && !d.stopped(); guard++) {
-      size_t n = d.feed(in, pos, step);
+      size_t n = d.feed_from(in, pos, step);
       d.drain();
       if (n == 0) break;
     }
     if (!d.stopped()) d.session().eof();
     d.drain();
     bool partial = false;
-    std::vector<icapwire::Response> rs = d.check_wire(partial);
+    std::vector<icapwire::Response> rs = fuzz::check_wire(d, partial);
     // Bytes after the body are a next request (usually garbage, a 400);
     // only the answers to the first request are looked at.
     int continues = 0;

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "builders.hpp"
+
 // The libFuzzer entry point every target defines.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -39,25 +41,7 @@ inline bool strict() {
 }
 
 // Printable excerpt of binary data, for messages.
-inline std::string show(std::string_view s, size_t max = 200) {
-  std::string o;
-  for (size_t i = 0; i < s.size() && i < max; i++) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\r')
-      o += "\\r";
-    else if (c == '\n')
-      o += "\\n";
-    else if (c < 0x20 || c >= 0x7f) {
-      char b[8];
-      snprintf(b, sizeof b, "\\x%02x", c);
-      o += b;
-    } else {
-      o += static_cast<char>(c);
-    }
-  }
-  if (s.size() > max) o += "...";
-  return o;
-}
+using icaptest::show;
 
 // Takes control bytes from the front of the input; past the end it yields
 // zeros, so that short inputs still mean something.

@@ -46,9 +46,10 @@
 #include <vector>
 
 #include "fuzz_common.hpp"
-#include "session_driver.hpp"
+#include "fuzz_engine.hpp"
 
 using namespace icap::detail;
+using icaptest::wait_name;
 
 namespace {
 
@@ -218,24 +219,26 @@ bool body_event(icap_request *req, Txn *t, int status, const char *data, size_t 
   return true;
 }
 
-void on_read_all(icap_request *req, int status, const char *data, size_t len, void *user) {
+// A body callback's first step: check the event; once the body ended,
+// reply. Returns the transaction when the callback has more to do.
+Txn *body_step(icap_request *req, int status, const char *data, size_t len, void *user) {
   auto *t = static_cast<Txn *>(user);
-  if (!body_event(req, t, status, data, len)) return;
-  if (t->body_end) {
-    reply(req, t);
-    return;
-  }
+  if (!body_event(req, t, status, data, len)) return nullptr;
+  if (!t->body_end) return t;
+  reply(req, t);
+  return nullptr;
+}
+
+void on_read_all(icap_request *req, int status, const char *data, size_t len, void *user) {
+  Txn *t = body_step(req, status, data, len, user);
+  if (!t) return;
   int rc = icap_request_read_chunk(req, on_read_all, t);
   FUZZ_CHECK(rc == 0, std::string("read_chunk again: ") + err(rc));
 }
 
 void on_push(icap_request *req, int status, const char *data, size_t len, void *user) {
-  auto *t = static_cast<Txn *>(user);
-  if (!body_event(req, t, status, data, len)) return;
-  if (t->body_end) {
-    reply(req, t);
-    return;
-  }
+  Txn *t = body_step(req, status, data, len, user);
+  if (!t) return;
   if (status & ICAP_BODY_PREVIEW_END) {
     if (t->act == kContinue) {
       int rc = icap_request_continue(req);
@@ -515,24 +518,6 @@ Limits make_limits(unsigned profile) {
   return l;
 }
 
-const char *wait_name(Session::Wait w) {
-  switch (w) {
-    case Session::Wait::kNone:
-      return "none";
-    case Session::Wait::kIdle:
-      return "idle";
-    case Session::Wait::kHead:
-      return "head";
-    case Session::Wait::kBody:
-      return "body";
-    case Session::Wait::kHandler:
-      return "handler";
-    case Session::Wait::kOutput:
-      return "output";
-  }
-  return "?";
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -554,24 +539,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   run.options_handler = c[0] & 0x40;
   ServiceTable services;
   {
-    auto svc = std::make_unique<icap_service>();
-    svc->name = "echo";
-    svc->istag = "fuzz-1";
-    svc->handler[ICAP_METHOD_REQMOD] = handler;
-    svc->handler_user[ICAP_METHOD_REQMOD] = &run;
-    svc->handler[ICAP_METHOD_RESPMOD] = handler;
-    svc->handler_user[ICAP_METHOD_RESPMOD] = &run;
+    icap_service *svc = icaptest::add_service(
+        services, "echo", "fuzz-1", {ICAP_METHOD_REQMOD, ICAP_METHOD_RESPMOD}, handler, &run);
     if (run.options_handler) {
       svc->handler[ICAP_METHOD_OPTIONS] = options_handler;
       svc->handler_user[ICAP_METHOD_OPTIONS] = &run;
     }
-    services.emplace("echo", std::move(svc));
-    auto only = std::make_unique<icap_service>();
-    only->name = "reqonly";
-    only->istag = "fuzz-2";
-    only->handler[ICAP_METHOD_REQMOD] = handler;
-    only->handler_user[ICAP_METHOD_REQMOD] = &run;
-    services.emplace("reqonly", std::move(only));
+    icaptest::add_service(services, "reqonly", "fuzz-2", {ICAP_METHOD_REQMOD}, handler, &run);
   }
 
   static const size_t kMaxPiece[4] = {1, 16, 512, 65536};
@@ -599,7 +573,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t pos = 0;
     bool timer_done = false;
     for (unsigned iter = 0; iter < 1000000; iter++) {
-      bool progressed = d.feed(in, pos, piece()) > 0;
+      bool progressed = d.feed_from(in, pos, piece()) > 0;
       d.drain(hold);
       // Known bug "output-unbounded": pipelined requests from a client that
       // never reads are answered into an unbounded output queue.
@@ -670,7 +644,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       d.drain();
     }
     dead_at_end = s.dead();
-    rs = d.check_wire(partial);
+    rs = fuzz::check_wire(d, partial);
     // A response may be cut short only by a transaction that ended badly
     // (error, abort, timeout, reset: the close tells the client), or while
     // one is still under way. When every transaction ended well and the

@@ -51,10 +51,8 @@ int aborting_handler(icap_request *req, void *user) {
 }
 
 void run_fail_test(icap_handler_cb handler, FailCtx &ctx, TestServer &s) {
-  icap_service *svc = s.add_service("fail");
+  icap_service *svc = add_mod_service(s, "fail", handler, &ctx);
   ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, handler, &ctx), 0);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, handler, &ctx), 0);
   ASSERT_TRUE(s.start());
   std::vector<std::string> reqs = {reqmod_get("fail", "http://origin.example/"),
                                    respmod("fail", std::string(5000, 'f'), "", 1000)};

@@ -86,8 +86,7 @@ TEST(Stop, GracefulStopFinishesInFlightTransactions) {
   SlowCtx ctx;
   TestServer s;
   ASSERT_NE(add_slow_service(s, &ctx), nullptr);
-  ASSERT_NE(add_echo_service(s, "echo"), nullptr);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_echo(s));
 
   Client idle;
   ASSERT_EQ(idle.connect(s.port()), 0);
@@ -145,10 +144,10 @@ TEST(Stop, GracefulStopFinishesInFlightTransactions) {
     EXPECT_TRUE(r.conn_close()) << "client " << i << ": an answer during drain lacks "
                                 << "Connection: close";
     if (i % 2) {
-      EXPECT_EQ(r.http_head, http_response_head(body_of(i).size()));
+      EXPECT_EQ(r.http_head(), http_response_head(body_of(i).size()));
       EXPECT_TRUE(r.body == body_of(i)) << "client " << i;
     } else {
-      EXPECT_EQ(r.http_head.rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << r.http_head;
+      EXPECT_EQ(r.http_head().rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << r.http_head();
       EXPECT_EQ(r.body, "blocked by policy");
     }
     EXPECT_TRUE(clients[i].wait_closed(ms(3000))) << "client " << i << " not closed after drain";
@@ -232,8 +231,7 @@ TEST(Stop, DrainTimeoutEndsStuckTransactions) {
 // stop: icap_server_run returns promptly.
 TEST(Stop, ReturnsPromptlyAfterClientsClosed) {
   TestServer s;
-  ASSERT_NE(add_echo_service(s, "echo"), nullptr);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_echo(s));
   for (int i = 0; i < 3; i++) {
     Client c;
     ASSERT_EQ(c.connect(s.port()), 0);
@@ -350,10 +348,8 @@ TEST(Stop, UnderLoadNoDispatchedTransactionIsLost) {
   LoadCtx ctx;
   TestServer s;
   s.set_workers(3);
-  icap_service *svc = s.add_service("load");
+  icap_service *svc = add_mod_service(s, "load", load_handler, &ctx);
   ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, load_handler, &ctx), 0);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, load_handler, &ctx), 0);
   ASSERT_TRUE(s.start());
 
   const int kClients = 40;
@@ -543,10 +539,8 @@ TEST(Workers, ConnectionsSpreadAndStayOnTheirWorker) {
   WorkerLog log;
   TestServer s;
   s.set_workers(4);
-  icap_service *svc = s.add_service("echo");
+  icap_service *svc = add_mod_service(s, "echo", worker_recording, &log);
   ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, worker_recording, &log), 0);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, worker_recording, &log), 0);
   ASSERT_TRUE(s.start());
 
   const int kPerConn = 4;
@@ -709,10 +703,8 @@ void run_cross_test(icap_handler_cb handler, bool gone) {
   // a connection whose last answer is still being written when the stop
   // comes is otherwise kept until the drain timeout).
   s.set_limit(ICAP_LIMIT_DRAIN_TIMEOUT_MS, 2000);
-  icap_service *svc = s.add_service("x");
+  icap_service *svc = add_mod_service(s, "x", handler, &ctx);
   ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, handler, &ctx), 0);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, handler, &ctx), 0);
   ASSERT_TRUE(s.start());
 
   const int kClients = 4, kPerConn = gone ? 1 : 5;

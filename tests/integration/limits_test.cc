@@ -24,8 +24,7 @@ long elapsed_ms(Clock::time_point since) {
 TEST(Timeouts, IdleConnectionIsClosed) {
   TestServer s;
   s.set_limit(ICAP_LIMIT_IDLE_TIMEOUT_MS, 300);
-  ASSERT_NE(add_echo_service(s, "echo"), nullptr);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_echo(s));
 
   Client used, silent;
   ASSERT_EQ(silent.connect(s.port()), 0);
@@ -180,10 +179,8 @@ TEST(Timeouts, HandlerThatNeverAnswersGets500) {
   NeverCtx ctx;
   TestServer s;
   s.set_limit(ICAP_LIMIT_HANDLER_TIMEOUT_MS, 300);
-  icap_service *svc = s.add_service("never");
+  icap_service *svc = add_mod_service(s, "never", never_handler, &ctx);
   ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, never_handler, &ctx), 0);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, never_handler, &ctx), 0);
   ASSERT_TRUE(s.start());
 
   // A REQMOD without a body, and a RESPMOD whose body is complete.
@@ -219,8 +216,7 @@ TEST(Timeouts, HandlerThatNeverAnswersGets500) {
 TEST(Timeouts, ClientThatStopsReadingIsClosed) {
   TestServer s;
   s.set_limit(ICAP_LIMIT_WRITE_TIMEOUT_MS, 500);
-  ASSERT_NE(add_echo_service(s, "echo"), nullptr);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_echo(s));
   Client c;
   ASSERT_EQ(c.connect(s.port(), 32 * 1024, 32 * 1024), 0);
   // 16 MiB body, streamed; the client never reads the echo.
@@ -287,8 +283,7 @@ bool newcomer_served(int port, ms within, long *took_ms) {
 TEST(Limits, SixthConnectionGets503) {
   TestServer s;
   s.set_limit(ICAP_LIMIT_CONNECTIONS, 5);
-  ASSERT_NE(add_echo_service(s, "echo"), nullptr);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_echo(s));
 
   std::vector<Client> clients(5);
   for (size_t i = 0; i < clients.size(); i++) {
@@ -299,7 +294,7 @@ TEST(Limits, SixthConnectionGets503) {
     ASSERT_EQ(r.code, 200) << "connection " << i << ": " << r.status_line;
     if (i == 0) {
       auto mc = r.header("Max-Connections");
-      ASSERT_TRUE(mc.has_value());
+      ASSERT_TRUE(mc != nullptr);
       long v = atol(mc->c_str());
       EXPECT_GE(v, 1);
       EXPECT_LT(v, 5) << "Max-Connections " << *mc << " is not below the hard limit";
@@ -333,8 +328,7 @@ TEST(Limits, SixthConnectionGets503) {
 TEST(Limits, ClosedConnectionFreesItsSlotPromptly) {
   TestServer s;
   s.set_limit(ICAP_LIMIT_CONNECTIONS, 2);
-  ASSERT_NE(add_echo_service(s, "echo"), nullptr);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_echo(s));
   std::vector<Client> clients(2);
   for (auto &c : clients) {
     ASSERT_EQ(c.connect(s.port()), 0);
@@ -363,7 +357,7 @@ TEST(Limits, DefaultMaxConnectionsIsSevenEighthsOfTheLimit) {
     ASSERT_TRUE(c.send_all(options_request("echo")));
     Response r = c.read_response();
     ASSERT_TRUE(r.ok) << r.error;
-    long got = atol(r.header("Max-Connections").value_or("-1").c_str());
+    long got = atol(r.value("Max-Connections", "-1").c_str());
     EXPECT_EQ(got, want) << "limit " << limit;
     s.stop_and_join();
   }

@@ -29,6 +29,12 @@
 # check parses the ICAP status line from its -v output.
 set -uo pipefail
 
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../common/proc.sh
+. "$HERE/../common/proc.sh"
+# shellcheck source=../common/checks.sh
+. "$HERE/../common/checks.sh"
+
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 T_START=$(now_ms)
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-2}"; }
@@ -58,16 +64,7 @@ SERVICE=${POS[1]#/}
 # A test must never install packages behind the user's back (CI installs them
 # itself), so a missing program makes this script exit 77, which ctest
 # reports as SKIPPED (SKIP_RETURN_CODE 77), instead of failing.
-require_progs() {
-    local missing=() c
-    for c in c-icap-client:c-icap timeout:coreutils cmp:diffutils; do
-        command -v "${c%%:*}" >/dev/null 2>&1 || missing+=("${c%%:*} (Debian package ${c#*:})")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    say "SKIP: required program(s) missing: ${missing[*]}"
-    exit 77
-}
-require_progs
+require_progs say c-icap-client:c-icap timeout:coreutils cmp:diffutils
 
 # ------------------------------------------------------ temp dir + trap ---
 TMP=$(mktemp -d -t c-icap-client-check.XXXXXX) || die "mktemp failed"
@@ -75,29 +72,11 @@ BG_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
-    if [ -n "$BG_PID" ] && kill -0 "$BG_PID" 2>/dev/null; then
-        kill -TERM "$BG_PID" 2>/dev/null
-        sleep 0.2
-        kill -0 "$BG_PID" 2>/dev/null && kill -KILL "$BG_PID" 2>/dev/null
-        wait "$BG_PID" 2>/dev/null
-    fi
+    stop_pid "$BG_PID" 1
     if [ "$KEEP" = 1 ]; then say "kept temp dir: $TMP"; else rm -rf "$TMP"; fi
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'say "interrupted"; exit 130' INT
-trap 'say "terminated"; exit 143' TERM
-trap 'exit 129' HUP
-
-NPASS=0; NFAIL=0
-pass() { echo "PASS $1"; NPASS=$((NPASS + 1)); }
-fail() { echo "FAIL $1: $2"; NFAIL=$((NFAIL + 1)); }
-skip() { echo "SKIP $1: $2"; }
-result() {
-    local r=$2
-    while [[ "$r" == *[\;\ ] ]]; do r=${r%?}; done
-    if [ -z "$r" ]; then pass "$1"; else fail "$1" "$r"; fi
-}
+exit_traps say
 
 # ------------------------------------------------------------- test data ---
 head -c 3000 /dev/urandom > "$TMP/medium.bin"      # larger than a 1024 preview

@@ -233,10 +233,10 @@ TEST(Load, SlowReaderAndSlowWriterDoNotDelayFastClients) {
         raw_request("RESPMOD", "echo", "", {{"res-hdr", http_res_head(kBody)}}, "res-body", "");
     std::thread sender([&] {
       std::string chunk = "10000\r\n" + std::string(0x10000, 'r') + "\r\n";
-      if (!c.send_only(head, ms(20000))) return;
+      if (!c.send_all(head, ms(20000))) return;
       for (size_t sent = 0; sent < kBody; sent += 0x10000)
-        if (!c.send_only(chunk, ms(20000))) return;
-      c.send_only("0\r\n\r\n", ms(20000));
+        if (!c.send_all(chunk, ms(20000))) return;
+      c.send_all("0\r\n\r\n", ms(20000));
     });
     // Trickle: read directly from the socket, slowly.
     std::string got;
@@ -619,7 +619,7 @@ TEST(Fault, PipelinedFloodWithoutReadingIsBounded) {
   // 64 MB of requests (about 300 MB of answers), or until the server stops
   // reading (backpressure), within 20 s.
   while (sent < (64u << 20) && ms_since(t0) < 20000) {
-    if (!c.send_only(batch, ms(2000))) break;
+    if (!c.send_all(batch, ms(2000))) break;
     sent += batch.size();
     peak = std::max(peak, rss_bytes());
   }

@@ -1,8 +1,8 @@
 // Support for the robustness and load tests: an icap_server running
 // in-process on 127.0.0.1 (port 0) on its own thread, with the services the
-// tests talk to, and a small raw-socket ICAP client whose every wait is
-// bounded. Responses are read with tests/fuzz/icap_wire.hpp, a strict reader
-// that shares no code with the library.
+// tests talk to. The raw-socket client (whose every wait is bounded), the
+// strict response reader that shares no code with the library, and the
+// request builders are those of tests/common.
 #ifndef ICAP_TESTS_ROBUSTNESS_ROBUST_SUPPORT_HPP
 #define ICAP_TESTS_ROBUSTNESS_ROBUST_SUPPORT_HPP
 
@@ -11,18 +11,19 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
-#include "../fuzz/icap_wire.hpp"
+#include "builders.hpp"
+#include "client.hpp"
+#include "icap_wire.hpp"
+#include "server_thread.hpp"
 
 namespace robust {
 
-using Clock = std::chrono::steady_clock;
-using ms = std::chrono::milliseconds;
+using icaptest::Clock;
+using icaptest::ms;
 
 // Counters the handlers keep (all services of one server).
 struct Stats {
@@ -51,81 +52,28 @@ struct ServerOptions {
 class Server {
  public:
   explicit Server(const ServerOptions &o = ServerOptions());
-  ~Server();
   Server(const Server &) = delete;
   Server &operator=(const Server &) = delete;
 
   // Listens and runs the server on a new thread; false on failure.
-  bool start();
-  int port() const { return port_; }
+  bool start() { return thread_.start() == 0; }
+  int port() const { return thread_.port(); }
   // icap_server_stop(), then waits (bounded) for icap_server_run() to
   // return; returns how long that took, or -1 ms if it did not return in
   // `timeout` (the process then aborts in the destructor rather than hang).
-  ms stop(ms timeout = ms(20000));
-  bool running() const { return started_ && !returned_.load(); }
+  ms stop(ms timeout = ms(20000)) { return thread_.stop_and_join(timeout); }
+  bool running() const { return thread_.started() && !thread_.returned(); }
   Stats &stats() { return stats_; }
-  std::string logs();
+  std::string logs() { return thread_.logs_text(""); }
 
  private:
-  static void on_log(icap_server *, icap_log_level, const char *msg, void *user);
-  icap_server *srv_ = nullptr;
-  std::thread thread_;
-  int port_ = -1;
-  bool started_ = false;
-  std::atomic<bool> returned_{false};
-  Stats stats_;
-  std::mutex log_mu_;
-  std::vector<std::string> logs_;
+  Stats stats_;  // declared first: the handlers count into it until the server is freed
+  icaptest::ServerThread thread_;
 };
 
 // A raw TCP connection to the server with deadlines on every wait.
-class Conn {
- public:
-  Conn() = default;
-  explicit Conn(int port, int rcvbuf = 0, int sndbuf = 0) { connect(port, rcvbuf, sndbuf); }
-  ~Conn();
-  Conn(Conn &&o) noexcept;
-  Conn &operator=(Conn &&o) noexcept;
-  Conn(const Conn &) = delete;
-  Conn &operator=(const Conn &) = delete;
-
-  // 0 or -errno.
-  int connect(int port, int rcvbuf = 0, int sndbuf = 0);
-  bool ok() const { return fd_ >= 0; }
-  int fd() const { return fd_; }
-
-  // Sends all of `data` within `timeout`, reading (and keeping) whatever the
-  // server sends meanwhile so that neither side can block the other. Returns
-  // false if the server closed or reset first, or on timeout.
-  bool send(const std::string &data, ms timeout = ms(10000));
-  // Sends all of `data` without reading anything (for a thread that sends
-  // while another one reads the same socket).
-  bool send_only(const std::string &data, ms timeout = ms(10000));
-  // Half-close (FIN), or close with a reset (SO_LINGER 0).
-  void shutdown_write();
-  void reset();
-  void close();
-
-  // Reads one response within `timeout`.
-  enum class Got { kResponse, kClosed, kTimeout, kBad };
-  Got read(icapwire::Response &r, ms timeout = ms(5000), std::string *why = nullptr);
-  // Waits for the server to close the connection (EOF or reset) within
-  // `timeout`; data that arrives meanwhile is kept (pending()).
-  bool wait_closed(ms timeout = ms(5000));
-  // True if the server closed (seen by a read).
-  bool closed() const { return eof_; }
-  // Received bytes not yet returned by read().
-  std::string pending() const { return buf_.substr(pos_); }
-  size_t received() const { return total_rx_; }
-
- private:
-  bool fill(Clock::time_point deadline);  // false on EOF/error/timeout
-  int fd_ = -1;
-  std::string buf_;
-  size_t pos_ = 0;
-  size_t total_rx_ = 0;
-  bool eof_ = false;
-};
+using Conn = icaptest::Client;
+using icaptest::chunked;
 
 // ---- request builders.
 // An OPTIONS request for `service` (no Encapsulated, as Squid sends it).
@@ -149,7 +97,6 @@ std::string raw_request(const std::string &method, const std::string &service,
                         const std::string &body_kind, const std::string &body);
 std::string http_res_head(size_t content_length);
 std::string http_req_head(const std::string &url = "http://origin.example/x");
-std::string chunked(const std::string &body, size_t chunk = 0, const std::string &last = "0");
 
 // A fresh connection gets OPTIONS 200 and an echoed RESPMOD: the server is
 // unaffected. Returns "" or what went wrong.

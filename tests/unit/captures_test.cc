@@ -131,7 +131,7 @@ const std::vector<Capture> &captures() {
           x.blocks.emplace_back(b[0].str, b[1].str);
         x.ieof = rq["body"]["ieof"].b;
         for (auto &h : x.icap)
-          if (Resp::iequal(h.first, "Allow"))
+          if (icapwire::ieq(h.first, "Allow"))
             for (const std::string &tok : list_tokens(h.second)) {
               if (tok == "204") x.allow204 = true;
               if (tok == "206") x.allow206 = true;
@@ -154,8 +154,8 @@ size_t head_end(const std::string &s, size_t a) { return s.find("\r\n\r\n", a) +
 // The de-chunked request body as the capture holds it: the preview, and the
 // rest when the client sent it.
 std::string request_body(const Capture &c, const Txn &t, std::string &err) {
-  std::vector<std::pair<std::string, size_t>> secs;
-  if (!t.has_body || !parse_enc_list(t.enc, secs)) return "";
+  std::vector<std::pair<std::string, uint64_t>> secs;
+  if (!t.has_body || !icapwire::parse_enc_list(t.enc, secs)) return "";
   size_t p = head_end(c.req, t.a) + secs.back().second;
   std::string body, ext;
   std::string_view in(c.req.data(), t.b);
@@ -180,8 +180,8 @@ std::string cicap_body(const Capture &c, const Txn &t, std::string &err) {
   std::string head(in.substr(p, he - p));
   size_t e = head.find("Encapsulated: ");
   std::string enc = head.substr(e + 14, head.find("\r\n", e) - e - 14);
-  std::vector<std::pair<std::string, size_t>> secs;
-  parse_enc_list(enc, secs);
+  std::vector<std::pair<std::string, uint64_t>> secs;
+  icapwire::parse_enc_list(enc, secs);
   size_t q = he + 4 + secs.back().second;
   std::string body, ext;
   if (dechunk(in, q, body, ext, err) != 1) err = "c-icap's body does not de-chunk";
@@ -248,15 +248,15 @@ std::string expected_view(const Txn &t) {
   for (auto &h : t.icap) v += "icap: " + h.first + ": " + h.second + "\n";
   size_t na = 0;
   for (auto &h : t.icap)
-    if (Resp::iequal(h.first, "Allow"))
+    if (icapwire::ieq(h.first, "Allow"))
       v += "allow[" + std::to_string(na++) + "]=" + h.second + "\n";
   // Sections in icap_section order; an OPTIONS without Encapsulated counts
   // as null-body=0.
   static const char *kNames[] = {"req-hdr",  "res-hdr",   "req-body",
                                  "res-body", "null-body", "opt-body"};
-  std::vector<std::pair<std::string, size_t>> secs;
+  std::vector<std::pair<std::string, uint64_t>> secs;
   if (t.enc_present)
-    parse_enc_list(t.enc, secs);
+    icapwire::parse_enc_list(t.enc, secs);
   else
     secs = {{"null-body", 0}};
   v += "enc=";
@@ -449,7 +449,7 @@ std::string strip_allow_204(const std::string &s) {
     size_t e = head.find("\r\n", p) + 2;
     std::string line = head.substr(p, e - p);
     p = e;
-    if (line.size() > 6 && Resp::iequal(line.substr(0, 6), "Allow:")) {
+    if (line.size() > 6 && icapwire::ieq(line.substr(0, 6), "Allow:")) {
       std::string keep;
       for (const std::string &tok : list_tokens(line.substr(6, line.size() - 8)))
         if (tok != "204") keep += (keep.empty() ? "" : ", ") + tok;
@@ -521,12 +521,10 @@ Stream make_stream(const Capture &c, Variant v, std::string &err) {
 // ---------------------------------------------------------------- a run ---
 
 struct CapRun {
-  TestHost host;
   Limits limits;
   ServiceTable services;
   CapCtx ctx;
-  std::unique_ptr<Session> s;
-  std::string out;
+  EngineDriver d{&services, &limits};
   std::string stuck;  // why feeding stopped early
   bool closing = false, dead = false;
   Session::Wait wait = Session::Wait::kNone;
@@ -534,21 +532,16 @@ struct CapRun {
   CapRun(Variant v, const std::vector<Plan> *plans) {
     ctx.variant = v;
     ctx.plans = plans;
-    auto svc = std::make_unique<icap_service>();
-    svc->name = "echo";
-    svc->istag = "capture-tag";
+    icap_service *svc = add_service(services, "echo", "capture-tag",
+                                    {ICAP_METHOD_REQMOD, ICAP_METHOD_RESPMOD}, cap_mod, &ctx);
     svc->handler[ICAP_METHOD_OPTIONS] = cap_options;
-    svc->handler[ICAP_METHOD_REQMOD] = cap_mod;
-    svc->handler[ICAP_METHOD_RESPMOD] = cap_mod;
-    for (auto &u : svc->handler_user) u = &ctx;
-    services.emplace("echo", std::move(svc));
-    s = std::make_unique<Session>(&host, &services, &limits);
+    svc->handler_user[ICAP_METHOD_OPTIONS] = &ctx;
   }
 
   size_t continues() const {
     size_t n = 0, p = 0;
     const std::string k = "ICAP/1.0 100 Continue\r\n\r\n";
-    while ((p = out.find(k, p)) != std::string::npos) {
+    while ((p = d.wire.find(k, p)) != std::string::npos) {
       n++;
       p += k.size();
     }
@@ -568,8 +561,8 @@ struct CapRun {
         size_t to = end;
         if (g < st.gates.size() && st.gates[g] < to) to = st.gates[g];
         if (to > prev) {
-          s->feed(in.data() + prev, to - prev);
-          take_output(*s, out);
+          d.feed(in.data() + prev, to - prev);
+          d.drain();
           prev = to;
         }
         if (g < st.gates.size() && prev == st.gates[g] && prev < end) {
@@ -585,11 +578,11 @@ struct CapRun {
   }
 
   void finish() {
-    take_output(*s, out);
-    closing = s->closing();
-    dead = s->dead();
-    wait = s->wait();
-    s.reset();
+    d.drain();
+    closing = d.session().closing();
+    dead = d.session().dead();
+    wait = d.session().wait();
+    d.close();
   }
 };
 
@@ -597,7 +590,7 @@ std::string run_summary(CapRun &run) {
   std::vector<Resp> resps;
   size_t rest = 0;
   std::string err;
-  bool ok = parse_responses(run.out, resps, rest, err);
+  bool ok = parse_responses(run.d.wire, resps, rest, err);
   std::string s = ok ? "" : "PARSE ERROR " + err + "\n";
   for (const Resp &r : resps) s += r.canonical();
   s += "rest=" + std::to_string(rest) + " stuck=" + run.stuck +
@@ -658,30 +651,30 @@ TEST_P(CaptureReplay, WholeSplitAndBytewise) {
   EXPECT_EQ(run.stuck, "");
   std::vector<Resp> resps;
   size_t rest = 0;
-  ASSERT_TRUE(parse_responses(run.out, resps, rest, err)) << err;
+  ASSERT_TRUE(parse_responses(run.d.wire, resps, rest, err)) << err;
   EXPECT_EQ(rest, 0u) << "an incomplete response at the end";
   std::string got, want;
-  for (const Resp &r : resps) got += std::to_string(r.status) + " ";
+  for (const Resp &r : resps) got += std::to_string(r.code) + " ";
   for (const Expect &e : st.exp) want += std::to_string(e.status) + " ";
   EXPECT_EQ(got, want) << "status lines in order";
   for (size_t i = 0; i < resps.size() && i < st.exp.size(); i++) {
     const Resp &r = resps[i];
     const Expect &e = st.exp[i];
-    SCOPED_TRACE("response #" + std::to_string(i) + " " + r.start);
-    if (r.status == 100) {
+    SCOPED_TRACE("response #" + std::to_string(i) + " " + r.status_line);
+    if (r.code == 100) {
       EXPECT_TRUE(e.t->preview_without_ieof()) << "100 Continue without a preview to continue";
       continue;
     }
-    if (r.status == 204) {
+    if (r.code == 204) {
       bool allowed =
           (e.t->allow204 && var != Variant::kEchoNo204) || (e.t->preview >= 0 && !e.t->options());
       EXPECT_TRUE(allowed) << "204 although the client neither allowed it nor sent a preview";
     }
     EXPECT_EQ(r.value("Connection"), "keep-alive");
     EXPECT_EQ(r.value("ISTag"), "\"capture-tag\"");
-    EXPECT_EQ(r.enc, e.enc);
-    EXPECT_EQ(r.req_hdr, e.req_hdr);
-    EXPECT_EQ(r.res_hdr, e.res_hdr);
+    EXPECT_EQ(r.encapsulated, e.enc);
+    EXPECT_EQ(r.section("req-hdr"), e.req_hdr);
+    EXPECT_EQ(r.section("res-hdr"), e.res_hdr);
     EXPECT_EQ(r.has_body, e.has_body);
     EXPECT_EQ(r.body.size(), e.body.size());
     EXPECT_TRUE(r.body == e.body) << "echoed body differs from the request body";
@@ -690,7 +683,7 @@ TEST_P(CaptureReplay, WholeSplitAndBytewise) {
       EXPECT_EQ(r.value("Transfer-Preview"), "*");
     }
     // Where c-icap echoed too, its body and ours agree.
-    if (r.status == 200 && e.t->has_body && e.t->cicap_status == 200) {
+    if (r.code == 200 && e.t->has_body && e.t->cicap_status == 200) {
       std::string cerr;
       std::string cb = cicap_body(c, *e.t, cerr);
       EXPECT_TRUE(cerr.empty()) << cerr;

@@ -17,58 +17,60 @@ namespace icaptest {
 enum class End { kNone, kEof, kTimeout };
 
 struct EngineRun {
-  TestHost host;
   Limits limits;
   ServiceTable services;
   Ctx ctx;
-  std::unique_ptr<Session> s;
-  std::string out;
+  std::unique_ptr<EngineDriver> d;
   bool closing = false, dead = false;
   Session::Wait wait = Session::Wait::kNone;
 
   EngineRun(const std::vector<std::pair<icap_limit, uint64_t>> &lims, bool draining) {
     for (auto &l : lims) limits.v[l.first] = l.second;
-    host.draining = draining;
     add_services(services, &ctx);
-    s = std::make_unique<Session>(&host, &services, &limits);
+    d = std::make_unique<EngineDriver>(&services, &limits);
+    d->draining = draining;
   }
   ~EngineRun() { close(); }
+
+  Session &s() { return d->session(); }
+  // Everything the session wrote.
+  const std::string &out() const { return d->wire; }
 
   // Takes output and resumes paused push readers until nothing moves.
   void pump() {
     for (int guard = 0; guard < 10000000; guard++) {
-      take_output(*s, out);
+      d->drain();
       if (ctx.paused.empty()) break;
       icap_request *r = ctx.paused.front();
       ctx.paused.erase(ctx.paused.begin());
       icap_request_resume(r);
       icap_request_unref(r);
     }
-    take_output(*s, out);
+    d->drain();
   }
 
   void feed(std::string_view in, const std::vector<size_t> &cuts) {
     size_t prev = 0;
     for (size_t c : cuts) {
       if (c <= prev || c >= in.size()) continue;
-      s->feed(in.data() + prev, c - prev);
+      d->feed(in.data() + prev, c - prev);
       pump();
       prev = c;
     }
-    if (prev < in.size()) s->feed(in.data() + prev, in.size() - prev);
+    if (prev < in.size()) d->feed(in.data() + prev, in.size() - prev);
     pump();
   }
 
   void feed_pieces(std::string_view in, size_t piece) {
     for (size_t i = 0; i < in.size(); i += piece) {
-      s->feed(in.data() + i, std::min(piece, in.size() - i));
+      d->feed(in.data() + i, std::min(piece, in.size() - i));
       pump();
     }
   }
 
   void finish(End e) {
-    if (e == End::kEof) s->eof();
-    if (e == End::kTimeout && s->wait() != Session::Wait::kNone) s->timed_out(s->wait());
+    if (e == End::kEof) s().eof();
+    if (e == End::kTimeout && s().wait() != Session::Wait::kNone) s().timed_out(s().wait());
     pump();
     // Deferred answers come after all input arrived.
     for (int guard = 0; guard < 1000 && !ctx.deferred.empty(); guard++) {
@@ -85,17 +87,17 @@ struct EngineRun {
       icap_request_unref(r);
       pump();
     }
-    closing = s->closing();
-    dead = s->dead();
-    wait = s->wait();
+    closing = s().closing();
+    dead = s().dead();
+    wait = s().wait();
     close();
   }
 
   // Destroys the session (ending a pending transaction with ECONNRESET,
   // which shows in the trace), then drops the test's references.
   void close() {
-    if (!s) return;
-    s.reset();
+    if (!d->open()) return;
+    d->close();
     for (icap_request *r : ctx.paused) icap_request_unref(r);
     for (icap_request *r : ctx.deferred) icap_request_unref(r);
     for (icap_request *r : ctx.deferred_abort) icap_request_unref(r);

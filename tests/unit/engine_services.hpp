@@ -80,6 +80,30 @@ inline ReqState *begin(icap_request *r, void *user, const char *name) {
   return st;
 }
 
+// What every read callback does first: count the call, trace an error
+// status (the transaction is ending), keep the data. Returns the state, or
+// nullptr after an error.
+inline ReqState *got_piece(int status, const char *d, size_t n, void *u) {
+  auto *st = static_cast<ReqState *>(u);
+  st->ctx->body_calls++;
+  if (status < 0) {
+    st->ctx->ev("ERR" + std::to_string(status));
+    return nullptr;
+  }
+  st->body.append(d, n);
+  return st;
+}
+
+// Starts reading the body with `cb`, or, when there is nothing to read
+// (`read` false), answers with no_adaptation() at once.
+inline int read_or_adapt(icap_request *r, ReqState *st, bool read, icap_body_cb cb) {
+  if (read)
+    st->ctx->rc("read", icap_request_read_chunk(r, cb, st));
+  else
+    st->ctx->ev("na=" + std::to_string(icap_request_no_adaptation(r)));
+  return 0;
+}
+
 inline std::string end_event(int status, size_t n) {
   return "END" + std::to_string(status) + ":" + std::to_string(n);
 }
@@ -104,14 +128,9 @@ inline int h_echo(icap_request *r, void *u) {
 
 // ---- upper: read the whole body with read_chunk, answer 200 uppercased ------
 inline void upper_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
-  auto *st = static_cast<ReqState *>(u);
+  ReqState *st = got_piece(status, d, n, u);
+  if (!st) return;
   Ctx *c = st->ctx;
-  c->body_calls++;
-  if (status < 0) {
-    c->ev("ERR" + std::to_string(status));
-    return;
-  }
-  st->body.append(d, n);
   if (status & ICAP_BODY_END) {
     c->ev(end_event(status, st->body.size()));
     if (status & ICAP_BODY_PREVIEW_END) {
@@ -136,14 +155,9 @@ inline int h_upper(icap_request *r, void *u) {
 
 // ---- cont: read the preview, cont() explicitly, read the rest, echo ---------
 inline void cont_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
-  auto *st = static_cast<ReqState *>(u);
+  ReqState *st = got_piece(status, d, n, u);
+  if (!st) return;
   Ctx *c = st->ctx;
-  c->body_calls++;
-  if (status < 0) {
-    c->ev("ERR" + std::to_string(status));
-    return;
-  }
-  st->body.append(d, n);
   if (status & ICAP_BODY_END) {
     c->ev(end_event(status, st->body.size()));
     if (status & ICAP_BODY_PREVIEW_END) {
@@ -173,14 +187,9 @@ inline int h_cont(icap_request *r, void *u) {
 
 // ---- contna: read the preview, cont(), then no_adaptation() (echo) ----------
 inline void contna_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
-  auto *st = static_cast<ReqState *>(u);
+  ReqState *st = got_piece(status, d, n, u);
+  if (!st) return;
   Ctx *c = st->ctx;
-  c->body_calls++;
-  if (status < 0) {
-    c->ev("ERR" + std::to_string(status));
-    return;
-  }
-  st->body.append(d, n);
   if (status & ICAP_BODY_END) {
     c->ev(end_event(status, st->body.size()));
     if (status & ICAP_BODY_PREVIEW_END) c->rc("cont", icap_request_continue(r));
@@ -191,24 +200,14 @@ inline void contna_cb(icap_request *r, int status, const char *d, size_t n, void
 }
 inline int h_contna(icap_request *r, void *u) {
   ReqState *st = begin(r, u, "contna");
-  if (!icap_request_has_body(r) || icap_request_preview(r) < 0) {
-    st->ctx->ev("na=" + std::to_string(icap_request_no_adaptation(r)));
-    return 0;
-  }
-  st->ctx->rc("read", icap_request_read_chunk(r, contna_cb, st));
-  return 0;
+  return read_or_adapt(r, st, icap_request_has_body(r) && icap_request_preview(r) >= 0, contna_cb);
 }
 
 // ---- p204: read the preview, then no_adaptation() (204 in the preview) -------
 inline void p204_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
-  auto *st = static_cast<ReqState *>(u);
+  ReqState *st = got_piece(status, d, n, u);
+  if (!st) return;
   Ctx *c = st->ctx;
-  c->body_calls++;
-  if (status < 0) {
-    c->ev("ERR" + std::to_string(status));
-    return;
-  }
-  st->body.append(d, n);
   if (status & ICAP_BODY_END) {
     c->ev(end_event(status, st->body.size()));
     c->ev("inpv=" + std::to_string(icap_request_in_preview(r)));
@@ -219,12 +218,7 @@ inline void p204_cb(icap_request *r, int status, const char *d, size_t n, void *
 }
 inline int h_p204(icap_request *r, void *u) {
   ReqState *st = begin(r, u, "p204");
-  if (!icap_request_has_body(r)) {
-    st->ctx->ev("na=" + std::to_string(icap_request_no_adaptation(r)));
-    return 0;
-  }
-  st->ctx->rc("read", icap_request_read_chunk(r, p204_cb, st));
-  return 0;
+  return read_or_adapt(r, st, icap_request_has_body(r), p204_cb);
 }
 
 // ---- push: streaming echo with set_body_cb, pausing after every piece -------
@@ -239,14 +233,9 @@ inline void push_headers(icap_request *r, ReqState *st) {
   st->pending.clear();
 }
 inline void push_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
-  auto *st = static_cast<ReqState *>(u);
+  ReqState *st = got_piece(status, d, n, u);
+  if (!st) return;
   Ctx *c = st->ctx;
-  c->body_calls++;
-  if (status < 0) {
-    c->ev("ERR" + std::to_string(status));
-    return;
-  }
-  st->body.append(d, n);
   if (n) {
     if (st->headers_sent)
       c->rc("chunk", icap_request_send_chunk(r, d, n));

@@ -23,7 +23,7 @@ std::string bad_chunk_request(const std::string &svc, size_t *bad_at) {
   return s;
 }
 
-const std::string *log_with(const TestHost &h, const std::string &needle) {
+const std::string *log_with(const EngineDriver &h, const std::string &needle) {
   for (const std::string &l : h.logs)
     if (l.find(needle) != std::string::npos) return &l;
   return nullptr;
@@ -36,15 +36,15 @@ TEST(SessionError, BadChunkBeforeAnyAnswerIs400WithItsOffset) {
   size_t at = 0;
   std::string in = bad_chunk_request("upper", &at);  // reads the whole body first
   run.feed(in, {});
-  const icap::detail::ProtocolError &e = run.s->error();
+  const icap::detail::ProtocolError &e = run.s().error();
   EXPECT_EQ(e.status, 400);
   EXPECT_EQ(e.reason, "bad chunked body: bad chunk size");
   EXPECT_EQ(e.offset, at);
   EXPECT_TRUE(e.answered);
-  EXPECT_NE(run.out.find("ICAP/1.0 400 "), std::string::npos) << run.out;
+  EXPECT_NE(run.out().find("ICAP/1.0 400 "), std::string::npos) << run.out();
   const std::string want =
-      "ICAP 400 to : bad chunked body: bad chunk size at byte " + std::to_string(at);
-  EXPECT_NE(log_with(run.host, want), nullptr) << ::testing::PrintToString(run.host.logs);
+      "ICAP 400 to 192.0.2.1: bad chunked body: bad chunk size at byte " + std::to_string(at);
+  EXPECT_NE(log_with(*run.d, want), nullptr) << ::testing::PrintToString(run.d->logs);
 }
 
 TEST(SessionError, BadChunkAfterTheEchoStartedOnlyCloses) {
@@ -52,19 +52,19 @@ TEST(SessionError, BadChunkAfterTheEchoStartedOnlyCloses) {
   size_t at = 0;
   std::string in = bad_chunk_request("echo", &at);  // answers 200 before the body
   run.feed(in, {});
-  const icap::detail::ProtocolError &e = run.s->error();
+  const icap::detail::ProtocolError &e = run.s().error();
   EXPECT_EQ(e.status, 400);
   EXPECT_EQ(e.offset, at);
   EXPECT_FALSE(e.answered);
-  EXPECT_EQ(run.out.find("ICAP/1.0 400 "), std::string::npos) << run.out;
-  EXPECT_TRUE(run.s->closing());
-  EXPECT_EQ(log_with(run.host, "ICAP 400"), nullptr) << ::testing::PrintToString(run.host.logs);
-  EXPECT_NE(log_with(run.host,
-                     "closing the connection to : bad chunked body: bad chunk size at "
+  EXPECT_EQ(run.out().find("ICAP/1.0 400 "), std::string::npos) << run.out();
+  EXPECT_TRUE(run.s().closing());
+  EXPECT_EQ(log_with(*run.d, "ICAP 400"), nullptr) << ::testing::PrintToString(run.d->logs);
+  EXPECT_NE(log_with(*run.d,
+                     "closing the connection to 192.0.2.1: bad chunked body: bad chunk size at "
                      "byte " +
                          std::to_string(at) + ", after the response started"),
             nullptr)
-      << ::testing::PrintToString(run.host.logs);
+      << ::testing::PrintToString(run.d->logs);
 }
 
 TEST(SessionError, OffsetCountsEarlierPipelinedRequests) {
@@ -77,8 +77,8 @@ TEST(SessionError, OffsetCountsEarlierPipelinedRequests) {
   std::vector<size_t> cuts;
   for (size_t i = 1; i < in.size(); i++) cuts.push_back(i);
   run.feed(in, cuts);
-  EXPECT_EQ(run.s->error().offset, first.str().size() + at);
-  EXPECT_EQ(run.s->error().status, 400);
+  EXPECT_EQ(run.s().error().offset, first.str().size() + at);
+  EXPECT_EQ(run.s().error().status, 400);
 }
 
 TEST(SessionError, FirstErrorSticks) {
@@ -86,7 +86,7 @@ TEST(SessionError, FirstErrorSticks) {
   Msg m = reqmod("echo", "", kReqGet, false);
   m.version = "ICAP/2.0";
   run.feed(m.str() + m.str(), {});
-  EXPECT_EQ(run.s->error().status, 505);
-  EXPECT_EQ(run.s->error().offset, 0u);
-  EXPECT_EQ(run.s->error().reason, "unsupported ICAP version");
+  EXPECT_EQ(run.s().error().status, 505);
+  EXPECT_EQ(run.s().error().offset, 0u);
+  EXPECT_EQ(run.s().error().reason, "unsupported ICAP version");
 }

@@ -9,9 +9,15 @@
  *
  *   icap-echo [--host 127.0.0.1] [--port 1344] [--workers N]
  *             [--max-connections N] [--verbose]
+ *             [--tls-port N --tls-cert FILE --tls-key FILE
+ *              [--tls-client-ca FILE] [--tls-require-client-cert]]
+ *
+ * With --tls-port it also serves icaps:// on that port; SIGHUP re-reads the
+ * certificate and key (open connections keep theirs).
  */
 #include <icap/icap.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +28,27 @@ static icap_server *g_server;
 static void on_signal(int sig) {
   (void)sig;
   icap_server_stop(g_server); /* async-signal-safe */
+}
+
+/* SIGHUP: reload the TLS certificate. A reload reads files, which a signal
+ * handler must not do, so a thread waits for the signal with sigwait(). */
+static void *reload_thread(void *arg) {
+  icap_tls_config *cfg = arg;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  for (;;) {
+    int sig;
+    if (sigwait(&set, &sig) != 0) continue;
+    char why[512];
+    if (icap_tls_config_reload(cfg) == 0) {
+      fprintf(stderr, "icap-echo: TLS certificate reloaded\n");
+    } else {
+      icap_tls_config_error(cfg, why, sizeof why);
+      fprintf(stderr, "icap-echo: TLS reload failed, the old certificate stays: %s\n", why);
+    }
+  }
+  return NULL;
 }
 
 static int echo_handler(icap_request *req, void *user) {
@@ -39,7 +66,9 @@ static void log_line(icap_server *srv, icap_log_level level, const char *msg, vo
 static void usage(int status) {
   fprintf(status ? stderr : stdout,
           "usage: icap-echo [--host ADDR] [--port N] [--workers N] "
-          "[--max-connections N] [--verbose]\n");
+          "[--max-connections N] [--verbose]\n"
+          "                 [--tls-port N --tls-cert FILE --tls-key FILE "
+          "[--tls-client-ca FILE] [--tls-require-client-cert]]\n");
   exit(status);
 }
 
@@ -49,6 +78,8 @@ int main(int argc, char **argv) {
   unsigned workers = 0;
   int verbose = 0;
   unsigned long max_conns = 0;
+  int tls_port = -1, tls_require = 0;
+  const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--host") && i + 1 < argc)
       host = argv[++i];
@@ -58,6 +89,16 @@ int main(int argc, char **argv) {
       workers = (unsigned)atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-connections") && i + 1 < argc)
       max_conns = strtoul(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--tls-port") && i + 1 < argc)
+      tls_port = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--tls-cert") && i + 1 < argc)
+      tls_cert = argv[++i];
+    else if (!strcmp(argv[i], "--tls-key") && i + 1 < argc)
+      tls_key = argv[++i];
+    else if (!strcmp(argv[i], "--tls-client-ca") && i + 1 < argc)
+      tls_ca = argv[++i];
+    else if (!strcmp(argv[i], "--tls-require-client-cert"))
+      tls_require = 1;
     else if (!strcmp(argv[i], "--verbose"))
       verbose = 1;
     else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
@@ -66,8 +107,18 @@ int main(int argc, char **argv) {
       usage(2);
   }
 
+  if (tls_port >= 0 && (!tls_cert || !tls_key)) {
+    fprintf(stderr, "icap-echo: --tls-port needs --tls-cert and --tls-key\n");
+    return 2;
+  }
+  if (tls_require && !tls_ca) {
+    fprintf(stderr, "icap-echo: --tls-require-client-cert needs --tls-client-ca\n");
+    return 2;
+  }
+
   icap_server *srv;
   icap_service *svc;
+  icap_tls_config *tls = NULL;
   int rc = icap_server_new(&srv);
   if (rc == 0) rc = icap_server_set_workers(srv, workers);
   if (rc == 0)
@@ -82,6 +133,32 @@ int main(int argc, char **argv) {
     icap_server_free(srv);
     return 1;
   }
+  if (tls_port >= 0) {
+    rc = icap_tls_config_new(&tls);
+    if (rc == 0) rc = icap_tls_config_set_cert_file(tls, tls_cert);
+    if (rc == 0) rc = icap_tls_config_set_key_file(tls, tls_key, NULL);
+    if (rc == 0 && tls_ca)
+      rc = icap_tls_config_set_verify_client(
+          tls, tls_require ? ICAP_TLS_VERIFY_REQUIRED : ICAP_TLS_VERIFY_OPTIONAL, tls_ca, NULL);
+    if (rc == 0) rc = icap_server_listen_tls(srv, host, tls_port, tls);
+    if (rc != 0) {
+      char why[512] = "";
+      if (tls) icap_tls_config_error(tls, why, sizeof why);
+      fprintf(stderr, "icap-echo: cannot start TLS on %s:%d: %s%s%s\n", host, tls_port,
+              icap_strerror(rc), *why ? ": " : "", why);
+      icap_tls_config_free(tls);
+      icap_server_free(srv);
+      return 1;
+    }
+    /* Block SIGHUP before the server starts its threads (they inherit the
+     * mask), so that only the reload thread receives it. */
+    sigset_t hup;
+    pthread_t tid;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    if (pthread_create(&tid, NULL, reload_thread, tls) == 0) pthread_detach(tid);
+  }
 
   g_server = srv;
   struct sigaction sa;
@@ -92,8 +169,11 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   fprintf(stderr, "icap-echo: listening on icap://%s:%d/echo\n", host, icap_server_port(srv, 0));
+  if (tls)
+    fprintf(stderr, "icap-echo: listening on icaps://%s:%d/echo\n", host, icap_server_port(srv, 1));
   rc = icap_server_run(srv);
   icap_server_free(srv);
+  /* The reload thread may still use its handle: it is left to the exit. */
   if (rc != 0) {
     fprintf(stderr, "icap-echo: %s\n", icap_strerror(rc));
     return 1;

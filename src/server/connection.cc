@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "server/tls.hpp"
+
 namespace icap::detail {
 
 namespace {
@@ -41,6 +43,7 @@ void Connection::start() {
     }
   }
   session_.set_peer(ip, port);
+  peer_ = std::string(ip) + ":" + std::to_string(port);
   uv_tcp_nodelay(&tcp, 1);
   update();
 }
@@ -59,7 +62,12 @@ void Connection::on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
   if (n > 0) {
     c->progress_ = true;
-    c->session_.feed(buf->base, static_cast<size_t>(n));
+    if (!c->tls_) {
+      c->session_.feed(buf->base, static_cast<size_t>(n));
+    } else if (!c->tls_receive(buf->base, static_cast<size_t>(n))) {
+      c->w_->flush_dirty();
+      return;
+    }
   } else if (n == UV_EOF) {
     c->peer_eof_ = true;
     c->session_.eof();
@@ -93,22 +101,29 @@ void Connection::flush() {
       wr->segs.push_back(std::move(segs.front()));
       segs.pop_front();
     }
-    uv_buf_t bufs[kMaxIov];
-    size_t n = 0;
-    for (auto &s : wr->segs) bufs[n++] = uv_buf_init(const_cast<char *>(s.data()), s.size());
-    wr->req.data = wr;
-    int rc = uv_write(&wr->req, reinterpret_cast<uv_stream_t *>(&tcp), bufs,
-                      static_cast<unsigned>(n), on_write);
-    if (rc < 0) {
-      for (auto &s : wr->segs) s.release_now();
-      delete wr;
-      close(ICAP_ECONNRESET);
-      return;
-    }
-    writes_in_flight_++;
+    if (tls_ && !tls_seal(wr)) return;
+    if (!submit(wr)) return;
   }
   q.taken();
+  if (tls_ && tls_->pending() && !tls_send_pending()) return;
   update();
+}
+
+bool Connection::submit(WriteReq *wr) {
+  uv_buf_t bufs[kMaxIov];
+  size_t n = 0;
+  for (auto &s : wr->segs) bufs[n++] = uv_buf_init(const_cast<char *>(s.data()), s.size());
+  wr->req.data = wr;
+  int rc = uv_write(&wr->req, reinterpret_cast<uv_stream_t *>(&tcp), bufs, static_cast<unsigned>(n),
+                    on_write);
+  if (rc < 0) {
+    for (auto &s : wr->segs) s.release_now();
+    delete wr;
+    close(ICAP_ECONNRESET);
+    return false;
+  }
+  writes_in_flight_++;
+  return true;
 }
 
 void Connection::on_write(uv_write_t *req, int status) {
@@ -186,11 +201,18 @@ void Connection::update() {
       timeout = l[ICAP_LIMIT_WRITE_TIMEOUT_MS];
       break;
   }
+  uint64_t since = wait_since_;
+  if (tls_ && !tls_->established()) {
+    // However the client trickles it, a handshake must end within the
+    // read timeout of its start.
+    timeout = l[ICAP_LIMIT_READ_TIMEOUT_MS];
+    since = tls_since_;
+  }
   if (!timeout) {
     uv_timer_stop(&timer_);
     return;
   }
-  uint64_t deadline = wait_since_ + timeout;
+  uint64_t deadline = since + timeout;
   uv_timer_start(&timer_, on_timer, deadline > now ? deadline - now : 0, 0);
 }
 
@@ -198,6 +220,10 @@ void Connection::on_timer(uv_timer_t *t) {
   auto *c = static_cast<Connection *>(t->data);
   if (c->lingering_) {
     c->close(0);
+    return;
+  }
+  if (c->tls_ && !c->tls_->established()) {
+    c->tls_timed_out();
     return;
   }
   Session::Wait w = c->session_.wait();
@@ -225,6 +251,7 @@ void Connection::linger() {
     return;
   }
   lingering_ = true;
+  if (tls_) tls_goodbye();
   if (!reading_) {
     uv_read_start(reinterpret_cast<uv_stream_t *>(&tcp), on_alloc, on_read);
     reading_ = true;
@@ -246,6 +273,7 @@ void Connection::on_shutdown(uv_shutdown_t *req, int) {
 
 void Connection::close(int status) {
   if (closing_) return;
+  if (tls_ && (status == 0 || status == ICAP_ECANCELED)) tls_goodbye();
   closing_ = true;
   dirty = false;
   session_.shutdown(status);

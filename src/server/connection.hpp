@@ -7,11 +7,14 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 
 #include "protocol/session.hpp"
 #include "server/worker.hpp"
 
 namespace icap::detail {
+
+class TlsTransport;
 
 class Connection final : public SessionHost {
  public:
@@ -39,6 +42,12 @@ class Connection final : public SessionHost {
   uint64_t session_connection_limit() override;
   bool session_draining() override;
 
+  // TLS (connection_tls.cc). attach_tls() makes this connection TLS on
+  // cfg's current context (a null cfg leaves it plain); on failure it logs,
+  // closes the connection and returns false.
+  bool attach_tls(icap_tls_config *cfg);
+  const TlsTransport *tls() const { return tls_.get(); }
+
  private:
   struct WriteReq {
     uv_write_t req;
@@ -55,6 +64,13 @@ class Connection final : public SessionHost {
   void update();  // reading on/off, timers, close
   void linger();
   void release_handles();
+  bool submit(WriteReq *wr);
+  bool tls_receive(const char *p, size_t n);
+  bool tls_seal(WriteReq *wr);
+  bool tls_send_pending();
+  void tls_fail();
+  void tls_goodbye();
+  void tls_timed_out();
 
   Worker *w_;
   Session session_;
@@ -69,6 +85,9 @@ class Connection final : public SessionHost {
   Session::Wait wait_ = Session::Wait::kNone;
   uint64_t wait_since_ = 0;
   bool progress_ = false;
+  std::string peer_;                   // "ip:port", for log lines
+  std::unique_ptr<TlsTransport> tls_;  // null on a plain connection
+  uint64_t tls_since_ = 0;             // when the handshake began
 };
 
 }  // namespace icap::detail

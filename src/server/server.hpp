@@ -33,6 +33,7 @@ struct icap_server {
     int port = 0;  // the bound port
     int fd = -1;   // bound and listening; further per-worker sockets at run
     int family = 0;
+    std::shared_ptr<icap_tls_config> tls;  // null: plain ICAP (tls_api.cc)
   };
   std::vector<Listener> listeners;
 

@@ -77,8 +77,17 @@ void Worker::on_connection(uv_stream_t *server, int status) {
     c->close(0);
     return;
   }
+  if (!c->attach_tls(w->tls_config(server))) return;
   c->start();
   w->flush_dirty();
+}
+
+icap_tls_config *Worker::tls_config(uv_stream_t *listener) const {
+  // listeners_ follows the order of the server's listeners.
+  for (size_t i = 0; i < listeners_.size() && i < srv_->listeners.size(); i++)
+    if (reinterpret_cast<uv_stream_t *>(listeners_[i]) == listener)
+      return srv_->listeners[i].tls.get();
+  return nullptr;
 }
 
 void Worker::connection_closed(Connection *c) {

@@ -46,6 +46,9 @@ class Worker {
   void mark_dirty(Connection *c);
   void flush_dirty();
   void connection_closed(Connection *c);
+  // The TLS configuration of one of this worker's listening handles, or
+  // null for a plain one.
+  icap_tls_config *tls_config(uv_stream_t *listener) const;
 
   std::thread thread;
 

@@ -121,6 +121,12 @@ require_progs() {
     exit 77
 }
 require_progs
+# icaps:// needs the OpenSSL build of Squid (Debian's squid-openssl); the
+# GnuTLS build ignores tls-cafile and refuses the service line.
+if [ -n "$TLS_CAFILE" ] && ! "$SQUID_BIN" -v 2>/dev/null | grep -q -- '--with-openssl'; then
+    say "SKIP: $SQUID_BIN was built without OpenSSL (install squid-openssl for icaps://)"
+    exit 77
+fi
 
 # ------------------------------------------------------ temp dir + trap ---
 TMP=$(mktemp -d -t squid-e2e.XXXXXX) || die "mktemp failed"
@@ -667,9 +673,14 @@ if ! is_skipped cache-log-clean; then
     # hit on every reused origin connection (unrelated to ICAP).
     bad=$( { grep -Ev '\| [0-9]+,[0-9]+\| ' "$SQD/cache.log" |
                grep -E 'WARNING|ERROR|FATAL|assertion|essential ICAP|suspending ICAP|BUG'
-             awk '/\| 93,[0-9]+\| .*threw exception/ {
+             awk -v tls="${TLS_CAFILE:+1}" '/\| 93,[0-9]+\| .*threw exception/ {
                       e = $0; loc = ""; getline loc
                       if (e ~ /check failed: prime/ && loc ~ /HappyConnOpener/) next
+                      # Over TLS, Squid 5 may read the OPTIONS answer before
+                      # its own write callback ran; OptXact::handleCommRead
+                      # then fails Must(done()) (doneAll() needs !writer).
+                      # The options are applied first (icap-options checks).
+                      if (tls && e ~ /check failed: done\(\)/ && loc ~ /OptXact.cc/) next
                       sub(/^[ \t]+/, "", loc); print e " (" loc ")" }' \
                  "$SQD/cache.log"
            } 2>/dev/null | sed 's/^[^|]*| *//' | head -n 3 | cut -c1-240 | tr '\n' '|')

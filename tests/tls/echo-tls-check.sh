@@ -85,7 +85,7 @@ else
     head -c 65536 /dev/urandom > "$TMP/body"
     ( for i in $(seq 1 60); do
           timeout 20 c-icap-client -i "$HOST" -p "$PORT" -s echo -tls -tls-no-verify -v \
-              -f "$TMP/body" -o "$TMP/out.$i" -no204 >"$TMP/log.$i" 2>&1
+              -f "$TMP/body" -o "$TMP/out.$i" -nopreview -no204 >"$TMP/log.$i" 2>&1
           echo "$i $?" >> "$TMP/runs"
       done ) &
     BG=$!

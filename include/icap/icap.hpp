@@ -588,9 +588,7 @@ class Request {
    * ("TLSv1.3"), the cipher, and the verified client certificate's subject
    * (RFC 2253); "" when not TLS. Borrowed until the done callback. */
   bool is_tls() const noexcept { return icap_request_is_tls(r_) != 0; }
-  std::string_view tls_version() const noexcept {
-    return detail::sv(icap_request_tls_version(r_));
-  }
+  std::string_view tls_version() const noexcept { return detail::sv(icap_request_tls_version(r_)); }
   std::string_view tls_cipher() const noexcept { return detail::sv(icap_request_tls_cipher(r_)); }
   std::string_view tls_peer_subject() const noexcept {
     return detail::sv(icap_request_tls_peer_subject(r_));
@@ -1293,7 +1291,8 @@ class TlsConfig {
   icap_tls_config* native_handle() const noexcept { return cfg_; }
 
   TlsConfig& cert_file(const detail::CStr& path) {
-    detail::check(icap_tls_config_set_cert_file(cfg_, path.c_str()), "icap_tls_config_set_cert_file");
+    detail::check(icap_tls_config_set_cert_file(cfg_, path.c_str()),
+                  "icap_tls_config_set_cert_file");
     return *this;
   }
   TlsConfig& key_file(const detail::CStr& path, const char* passphrase = nullptr) {
@@ -1311,7 +1310,8 @@ class TlsConfig {
                   "icap_tls_config_set_ciphers");
     return *this;
   }
-  TlsConfig& verify_client(icap_tls_verify mode, const char* ca_file, const char* ca_dir = nullptr) {
+  TlsConfig& verify_client(icap_tls_verify mode, const char* ca_file,
+                           const char* ca_dir = nullptr) {
     detail::check(icap_tls_config_set_verify_client(cfg_, mode, ca_file, ca_dir),
                   "icap_tls_config_set_verify_client");
     return *this;

@@ -9,6 +9,8 @@
  *
  *   icap-echo [--host 127.0.0.1] [--port 1344] [--workers N]
  *             [--max-connections N] [--verbose]
+ *             [--tls-port N --tls-cert FILE --tls-key FILE
+ *              [--tls-client-ca FILE] [--tls-require-client-cert]]
  *
  * Started by systemd socket activation (LISTEN_FDS, see listen_fds.h) it
  * serves on the passed sockets instead of --host/--port. SIGTERM drains:
@@ -17,9 +19,13 @@
  * A malformed option (`--port abc`, `--port 70000`) is an error: a message
  * and exit status 2. A server that cannot start (the port is taken) prints
  * icap_strerror()'s text and exits with status 1.
+ *
+ * With --tls-port it also serves icaps:// on that port; SIGHUP re-reads the
+ * certificate and key (open connections keep theirs).
  */
 #include <getopt.h>
 #include <icap/icap.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +39,27 @@ static icap_server *g_server;
 static void on_signal(int sig) {
   (void)sig;
   icap_server_stop(g_server); /* async-signal-safe */
+}
+
+/* SIGHUP: reload the TLS certificate. A reload reads files, which a signal
+ * handler must not do, so a thread waits for the signal with sigwait(). */
+static void *reload_thread(void *arg) {
+  icap_tls_config *cfg = arg;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  for (;;) {
+    int sig;
+    if (sigwait(&set, &sig) != 0) continue;
+    char why[512];
+    if (icap_tls_config_reload(cfg) == 0) {
+      fprintf(stderr, "icap-echo: TLS certificate reloaded\n");
+    } else {
+      icap_tls_config_error(cfg, why, sizeof why);
+      fprintf(stderr, "icap-echo: TLS reload failed, the old certificate stays: %s\n", why);
+    }
+  }
+  return NULL;
 }
 
 static int echo_handler(icap_request *req, void *user) {
@@ -50,7 +77,9 @@ static void log_line(icap_server *srv, icap_log_level level, const char *msg, vo
 static void usage(FILE *out) {
   fprintf(out,
           "usage: icap-echo [--host ADDR] [--port N] [--workers N] "
-          "[--max-connections N] [--verbose]\n");
+          "[--max-connections N] [--verbose]\n"
+          "                 [--tls-port N --tls-cert FILE --tls-key FILE "
+          "[--tls-client-ca FILE] [--tls-require-client-cert]]\n");
 }
 
 /* Reads the number option `name` into `*out`, or says why it cannot and
@@ -71,6 +100,11 @@ int main(int argc, char **argv) {
       {"max-connections", required_argument, NULL, 'c'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
+      {"tls-port", required_argument, NULL, 'T'},
+      {"tls-cert", required_argument, NULL, 'C'},
+      {"tls-key", required_argument, NULL, 'K'},
+      {"tls-client-ca", required_argument, NULL, 'A'},
+      {"tls-require-client-cert", no_argument, NULL, 'R'},
       {NULL, 0, NULL, 0},
   };
   const char *host = "127.0.0.1";
@@ -78,6 +112,8 @@ int main(int argc, char **argv) {
   unsigned workers = 0;
   int verbose = 0;
   unsigned long max_conns = 0;
+  int tls_port = -1, tls_require = 0;
+  const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
   int opt;
   while ((opt = getopt_long(argc, argv, "H:p:w:c:vh", options, NULL)) != -1) {
     switch (opt) {
@@ -96,6 +132,21 @@ int main(int argc, char **argv) {
       case 'v':
         verbose = 1;
         break;
+      case 'T':
+        tls_port = (int)number_arg("tls-port", optarg, 65535);
+        break;
+      case 'C':
+        tls_cert = optarg;
+        break;
+      case 'K':
+        tls_key = optarg;
+        break;
+      case 'A':
+        tls_ca = optarg;
+        break;
+      case 'R':
+        tls_require = 1;
+        break;
       case 'h':
         usage(stdout);
         return 0;
@@ -110,8 +161,18 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if (tls_port >= 0 && (!tls_cert || !tls_key)) {
+    fprintf(stderr, "icap-echo: --tls-port needs --tls-cert and --tls-key\n");
+    return 2;
+  }
+  if (tls_require && !tls_ca) {
+    fprintf(stderr, "icap-echo: --tls-require-client-cert needs --tls-client-ca\n");
+    return 2;
+  }
+
   icap_server *srv;
   icap_service *svc;
+  icap_tls_config *tls = NULL;
   int rc = icap_server_new(&srv);
   if (rc == 0) rc = icap_server_set_workers(srv, workers);
   if (rc == 0)
@@ -127,6 +188,32 @@ int main(int argc, char **argv) {
     icap_server_free(srv);
     return 1;
   }
+  if (tls_port >= 0) {
+    rc = icap_tls_config_new(&tls);
+    if (rc == 0) rc = icap_tls_config_set_cert_file(tls, tls_cert);
+    if (rc == 0) rc = icap_tls_config_set_key_file(tls, tls_key, NULL);
+    if (rc == 0 && tls_ca)
+      rc = icap_tls_config_set_verify_client(
+          tls, tls_require ? ICAP_TLS_VERIFY_REQUIRED : ICAP_TLS_VERIFY_OPTIONAL, tls_ca, NULL);
+    if (rc == 0) rc = icap_server_listen_tls(srv, host, tls_port, tls);
+    if (rc != 0) {
+      char why[512] = "";
+      if (tls) icap_tls_config_error(tls, why, sizeof why);
+      fprintf(stderr, "icap-echo: cannot start TLS on %s:%d: %s%s%s\n", host, tls_port,
+              icap_strerror(rc), *why ? ": " : "", why);
+      icap_tls_config_free(tls);
+      icap_server_free(srv);
+      return 1;
+    }
+    /* Block SIGHUP before the server starts its threads (they inherit the
+     * mask), so that only the reload thread receives it. */
+    sigset_t hup;
+    pthread_t tid;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    if (pthread_create(&tid, NULL, reload_thread, tls) == 0) pthread_detach(tid);
+  }
 
   g_server = srv;
   struct sigaction sa;
@@ -141,8 +228,11 @@ int main(int argc, char **argv) {
             icap_server_port(srv, 0));
   else
     fprintf(stderr, "icap-echo: listening on icap://%s:%d/echo\n", host, icap_server_port(srv, 0));
+  if (tls)
+    fprintf(stderr, "icap-echo: listening on icaps://%s:%d/echo\n", host, tls_port);
   rc = icap_server_run(srv);
   icap_server_free(srv);
+  /* The reload thread may still use its handle: it is left to the exit. */
   if (rc != 0) {
     fprintf(stderr, "icap-echo: %s\n", icap_strerror(rc));
     return 1;

@@ -19,8 +19,9 @@
  *    to one worker loop thread; handlers run there and every icap_request_*
  *    function must be called on that thread ("loop thread only") unless it
  *    says "thread-safe". The thread-safe functions are icap_server_stop(),
- *    icap_request_post(), icap_service_set_istag() and the pure functions
- *    (icap_version*, icap_strerror, icap_err_name, icap_status_reason).
+ *    icap_request_post(), icap_service_set_istag(), the icap_tls_config_*
+ *    functions and the pure functions (icap_version*, icap_strerror,
+ *    icap_err_name, icap_status_reason).
  */
 #ifndef ICAP_ICAP_H
 #define ICAP_ICAP_H
@@ -523,6 +524,89 @@ ICAP_EXTERN int icap_request_post(icap_request *req, icap_post_cb cb, void *user
 typedef void (*icap_work_cb)(void *user);
 ICAP_EXTERN int icap_request_offload(icap_request *req, icap_work_cb work, icap_post_cb done,
                                      void *user);
+
+/* --------------------------------------------------------------- TLS --- */
+/* ICAP over TLS ("icaps://", OpenSSL 3). A TLS listener runs the same
+ * services as a plain one; plain and TLS listeners may be mixed on one
+ * server. No OpenSSL type appears here. */
+
+typedef struct icap_tls_config icap_tls_config;
+
+/* Lowest protocol version accepted (the values are the wire versions). */
+typedef enum icap_tls_version { ICAP_TLS_1_2 = 0x0303, ICAP_TLS_1_3 = 0x0304 } icap_tls_version;
+
+/* Client certificate verification. OPTIONAL asks for a certificate and
+ * refuses one that does not verify, but lets a client without one in;
+ * REQUIRED also refuses a client without one. */
+typedef enum icap_tls_verify {
+  ICAP_TLS_VERIFY_NONE = 0,
+  ICAP_TLS_VERIFY_OPTIONAL = 1,
+  ICAP_TLS_VERIFY_REQUIRED = 2
+} icap_tls_verify;
+
+/* Create a TLS configuration (minimum TLS 1.2, OpenSSL's default ciphers,
+ * no client certificates). `*out` is yours: free it with
+ * icap_tls_config_free(). Returns 0, ICAP_EINVAL or ICAP_ENOMEM. */
+ICAP_EXTERN int icap_tls_config_new(icap_tls_config **out);
+/* Release your handle. A server that listens with it keeps its own
+ * reference, so the configuration lives on until that server is freed
+ * too. NULL is a no-op. */
+ICAP_EXTERN void icap_tls_config_free(icap_tls_config *cfg);
+
+/* The setters copy their strings and are thread-safe. They take effect when
+ * the files are read: at icap_server_listen_tls() (the first time) and at
+ * each icap_tls_config_reload(). Each returns 0, ICAP_EINVAL or
+ * ICAP_ENOMEM. */
+
+/* PEM file with the server certificate first, then its intermediates. */
+ICAP_EXTERN int icap_tls_config_set_cert_file(icap_tls_config *cfg, const char *path);
+/* PEM private key; `passphrase` (may be NULL) decrypts an encrypted key. */
+ICAP_EXTERN int icap_tls_config_set_key_file(icap_tls_config *cfg, const char *path,
+                                             const char *passphrase);
+/* Minimum protocol version [ICAP_TLS_1_2]. */
+ICAP_EXTERN int icap_tls_config_set_min_version(icap_tls_config *cfg, icap_tls_version v);
+/* OpenSSL cipher list for TLS 1.2 ("ECDHE+AESGCM") and TLS 1.3 suites
+ * ("TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"); NULL keeps
+ * OpenSSL's default for that version. */
+ICAP_EXTERN int icap_tls_config_set_ciphers(icap_tls_config *cfg, const char *tls12_ciphers,
+                                            const char *tls13_suites);
+/* Client certificates: `mode` and the trusted CAs, a PEM file and/or a
+ * directory prepared with `openssl rehash` (at least one unless mode is
+ * NONE). A refused certificate (unknown CA, expired, ...) fails that
+ * handshake, and the log says why. */
+ICAP_EXTERN int icap_tls_config_set_verify_client(icap_tls_config *cfg, icap_tls_verify mode,
+                                                  const char *ca_file, const char *ca_dir);
+
+/* Re-read the certificate, key and CA files with the current settings.
+ * Thread-safe; may be called while a server runs (not from a signal
+ * handler). On success new handshakes use the new pair at once and open
+ * connections keep the one they started with. On failure nothing changes
+ * and icap_tls_config_error() says why. Returns 0 or ICAP_EINVAL. */
+ICAP_EXTERN int icap_tls_config_reload(icap_tls_config *cfg);
+
+/* Why the last load or reload failed ("" after a success), copied into
+ * `buf` (NUL-terminated, truncated to `len`). Thread-safe. Returns the
+ * length of the whole message. */
+ICAP_EXTERN size_t icap_tls_config_error(icap_tls_config *cfg, char *buf, size_t len);
+
+/* Like icap_server_listen(), for TLS: loads `cfg`'s files now unless they
+ * were loaded before, and keeps a reference to `cfg` (release yours when you
+ * like; reload through it while the server runs). Returns what
+ * icap_server_listen() returns, and ICAP_EINVAL when the files cannot be
+ * loaded (icap_tls_config_error() says why). The port counts in
+ * icap_server_port()'s order like any other. */
+ICAP_EXTERN int icap_server_listen_tls(icap_server *srv, const char *host, int port,
+                                       icap_tls_config *cfg);
+
+/* The transaction's connection: 1 if it is TLS, else 0. */
+ICAP_EXTERN int icap_request_is_tls(const icap_request *req);
+/* Its protocol version ("TLSv1.3"), cipher suite name, and the subject of
+ * the client certificate it presented and that verified, as an RFC 2253
+ * string ("CN=proxy1,O=Example"); "" when not TLS or no such certificate.
+ * Borrowed until the request's done callback has run. Loop thread only. */
+ICAP_EXTERN const char *icap_request_tls_version(const icap_request *req);
+ICAP_EXTERN const char *icap_request_tls_cipher(const icap_request *req);
+ICAP_EXTERN const char *icap_request_tls_peer_subject(const icap_request *req);
 
 #ifdef __cplusplus
 }

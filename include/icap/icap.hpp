@@ -584,6 +584,16 @@ class Request {
   /* Index of the worker loop running this transaction. */
   unsigned worker() const noexcept { return icap_request_worker(r_); }
 
+  /* TLS of the connection (icap_request_is_tls() and friends): the version
+   * ("TLSv1.3"), the cipher, and the verified client certificate's subject
+   * (RFC 2253); "" when not TLS. Borrowed until the done callback. */
+  bool is_tls() const noexcept { return icap_request_is_tls(r_) != 0; }
+  std::string_view tls_version() const noexcept { return detail::sv(icap_request_tls_version(r_)); }
+  std::string_view tls_cipher() const noexcept { return detail::sv(icap_request_tls_cipher(r_)); }
+  std::string_view tls_peer_subject() const noexcept {
+    return detail::sv(icap_request_tls_peer_subject(r_));
+  }
+
   /* The ICAP request's own headers (copied into a Headers). */
   Headers icap_headers() const { return headers(ICAP_HEADERS_ICAP); }
   /* The n-th value of one ICAP header, without copying, or std::nullopt. */
@@ -1260,6 +1270,70 @@ class Service {
   std::unique_ptr<detail::HandlerBase> handlers_[ICAP_METHOD_COUNT_];
 };
 
+/* ---------------------------------------------------------------- tls --- */
+
+/* Owns a reference to an icap_tls_config (move-only). Setters and reload()
+ * are thread-safe, as in icap.h; a Server that listens with it keeps its own
+ * reference, so this object may go away before the Server. */
+class TlsConfig {
+ public:
+  TlsConfig() { detail::check(icap_tls_config_new(&cfg_), "icap_tls_config_new"); }
+  TlsConfig(TlsConfig&& o) noexcept : cfg_(o.cfg_) { o.cfg_ = nullptr; }
+  TlsConfig& operator=(TlsConfig&& o) noexcept {
+    if (this != &o) {
+      icap_tls_config_free(cfg_);
+      cfg_ = o.cfg_;
+      o.cfg_ = nullptr;
+    }
+    return *this;
+  }
+  TlsConfig(const TlsConfig&) = delete;
+  TlsConfig& operator=(const TlsConfig&) = delete;
+  ~TlsConfig() { icap_tls_config_free(cfg_); }
+  icap_tls_config* native_handle() const noexcept { return cfg_; }
+
+  TlsConfig& cert_file(const detail::CStr& path) {
+    detail::check(icap_tls_config_set_cert_file(cfg_, path.c_str()),
+                  "icap_tls_config_set_cert_file");
+    return *this;
+  }
+  TlsConfig& key_file(const detail::CStr& path, const char* passphrase = nullptr) {
+    detail::check(icap_tls_config_set_key_file(cfg_, path.c_str(), passphrase),
+                  "icap_tls_config_set_key_file");
+    return *this;
+  }
+  TlsConfig& min_version(icap_tls_version v) {
+    detail::check(icap_tls_config_set_min_version(cfg_, v), "icap_tls_config_set_min_version");
+    return *this;
+  }
+  /* nullptr keeps OpenSSL's default for that protocol version. */
+  TlsConfig& ciphers(const char* tls12_ciphers, const char* tls13_suites) {
+    detail::check(icap_tls_config_set_ciphers(cfg_, tls12_ciphers, tls13_suites),
+                  "icap_tls_config_set_ciphers");
+    return *this;
+  }
+  TlsConfig& verify_client(icap_tls_verify mode, const char* ca_file,
+                           const char* ca_dir = nullptr) {
+    detail::check(icap_tls_config_set_verify_client(cfg_, mode, ca_file, ca_dir),
+                  "icap_tls_config_set_verify_client");
+    return *this;
+  }
+  /* Re-reads the files; throws icap::Error whose text includes error(). */
+  void reload() {
+    int rc = icap_tls_config_reload(cfg_);
+    if (rc < 0) throw Error(rc, "icap_tls_config_reload: " + error());
+  }
+  /* Why the last load or reload failed, "" after a success. */
+  std::string error() const {
+    std::string out(icap_tls_config_error(cfg_, nullptr, 0) + 1, '\0');
+    out.resize(icap_tls_config_error(cfg_, &out[0], out.size()));
+    return out;
+  }
+
+ private:
+  icap_tls_config* cfg_ = nullptr;
+};
+
 /* ------------------------------------------------------------- server --- */
 
 /* Owns an icap_server. Configure it from one thread, then run() it. */
@@ -1303,6 +1377,12 @@ class Server {
    * supervisor); the server takes the fd (see icap_server_listen_fd). */
   Server& listen_fd(int fd) {
     detail::check(icap_server_listen_fd(srv(), fd), "icap_server_listen_fd");
+    return *this;
+  }
+  /* The same for icaps:// (the files of `tls` are read now). */
+  Server& listen_tls(const detail::CStr& host, int port, const TlsConfig& tls) {
+    int rc = icap_server_listen_tls(srv(), host.c_str(), port, tls.native_handle());
+    if (rc < 0) throw Error(rc, "icap_server_listen_tls: " + tls.error());
     return *this;
   }
   /* Worker loops (threads); 0 = number of CPUs. */

@@ -8,12 +8,19 @@ static HeadResult fail(int status, std::string reason) {
 
 // The service is the path of the request URI: "icap://host[:port]/name?q"
 // or an origin-form "/name". The port is not checked (c-icap-client leaves it
-// out even when it connects to a non-default port).
+// out even when it connects to a non-default port). Squid over TLS writes
+// its service URI as configured, "icaps://host:port/name".
 static bool service_from_uri(std::string_view uri, std::string &out) {
   std::string_view rest = uri;
-  constexpr std::string_view scheme = "icap://";
-  if (rest.size() >= scheme.size() && iequals(rest.substr(0, scheme.size()), scheme)) {
-    rest.remove_prefix(scheme.size());
+  constexpr std::string_view scheme = "icap://", tls_scheme = "icaps://";
+  size_t skip = 0;
+  if (rest.size() >= scheme.size() && iequals(rest.substr(0, scheme.size()), scheme))
+    skip = scheme.size();
+  else if (rest.size() >= tls_scheme.size() &&
+           iequals(rest.substr(0, tls_scheme.size()), tls_scheme))
+    skip = tls_scheme.size();
+  if (skip) {
+    rest.remove_prefix(skip);
     size_t slash = rest.find('/');
     if (slash == 0) return false;  // no authority
     if (slash == std::string_view::npos) {

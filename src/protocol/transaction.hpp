@@ -159,6 +159,10 @@ struct icap_request {
   // done callback runs. The session calls nothing on it afterwards.
   void finish(int status);
 
+  // The connection's session while the transaction lives, else null (the
+  // server layer reads its host, e.g. the TLS transport of the connection).
+  Session *session() const { return session_; }
+
  private:
   enum class Stage { kReceiving, kDispatched, kEnded };
   enum class HttpStart { kNone, kStatusLine, kRequestLine };

@@ -8,6 +8,8 @@
 
 #include "api/guard.hpp"
 
+#include "server/tls.hpp"
+
 namespace icap::detail {
 
 namespace {
@@ -74,6 +76,7 @@ void Connection::start() {
   }
   guarded([this] {
     session_.set_peer(peer_ip_, peer_port_);
+    peer_ = std::string(peer_ip_) + ":" + std::to_string(peer_port_);
     uv_tcp_nodelay(&tcp, 1);
     update();
   });
@@ -94,7 +97,11 @@ void Connection::on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     }
     if (n > 0) {
       c->progress_ = true;
-      c->session_.feed(buf->base, static_cast<size_t>(n));
+      if (!c->tls_) {
+        c->session_.feed(buf->base, static_cast<size_t>(n));
+      } else if (!c->tls_receive(buf->base, static_cast<size_t>(n))) {
+        return;
+      }
     } else if (n == UV_EOF) {
       c->peer_eof_ = true;
       c->session_.eof();
@@ -136,24 +143,36 @@ void Connection::flush_unguarded() {
       wr->bytes += wr->segs.back().size();
       segs.pop_front();
     }
-    uv_buf_t bufs[kMaxIov];
-    size_t n = 0;
-    for (auto &s : wr->segs) bufs[n++] = uv_buf_init(const_cast<char *>(s.data()), s.size());
-    wr->req.data = wr.get();
-    // libuv allocates for more than a few buffers; UV_ENOMEM (or any other
-    // error) ends this connection like a reset would.
-    int rc = uv_write(&wr->req, reinterpret_cast<uv_stream_t *>(&tcp), bufs,
-                      static_cast<unsigned>(n), on_write);
-    if (rc < 0) {
-      wr.reset();
-      close(rc == UV_ENOMEM ? ICAP_ENOMEM : ICAP_ECONNRESET);
+    // tls_seal() and submit() own the request once called: they free it
+    // (and close the connection) when they fail.
+    if (tls_ && !tls_seal(wr.get())) {
+      wr.release();
       return;
     }
-    wr.release();  // on_write owns it now
-    writes_in_flight_++;
+    if (!submit(wr.release())) return;
   }
   q.taken();
+  if (tls_ && tls_->pending() && !tls_send_pending()) return;
   update();
+}
+
+bool Connection::submit(WriteReq *wr) {
+  uv_buf_t bufs[kMaxIov];
+  size_t n = 0;
+  for (auto &s : wr->segs) bufs[n++] = uv_buf_init(const_cast<char *>(s.data()), s.size());
+  wr->req.data = wr;
+  int rc = uv_write(&wr->req, reinterpret_cast<uv_stream_t *>(&tcp), bufs, static_cast<unsigned>(n),
+                    on_write);
+  if (rc < 0) {
+    // libuv allocates for more than a few buffers; UV_ENOMEM (or any other
+    // error) ends this connection like a reset would.
+    for (auto &s : wr->segs) s.release_now();
+    delete wr;
+    close(rc == UV_ENOMEM ? ICAP_ENOMEM : ICAP_ECONNRESET);
+    return false;
+  }
+  writes_in_flight_++;
+  return true;
 }
 
 void Connection::on_write(uv_write_t *req, int status) {
@@ -235,11 +254,18 @@ void Connection::update() {
       timeout = l[ICAP_LIMIT_WRITE_TIMEOUT_MS];
       break;
   }
+  uint64_t since = wait_since_;
+  if (tls_ && !tls_->established()) {
+    // However the client trickles it, a handshake must end within the
+    // read timeout of its start.
+    timeout = l[ICAP_LIMIT_READ_TIMEOUT_MS];
+    since = tls_since_;
+  }
   if (!timeout) {
     uv_timer_stop(&timer_);
     return;
   }
-  uint64_t deadline = wait_since_ + timeout;
+  uint64_t deadline = since + timeout;
   uv_timer_start(&timer_, on_timer, deadline > now ? deadline - now : 0, 0);
 }
 
@@ -251,6 +277,10 @@ void Connection::on_timer(uv_timer_t *t) {
       return;
     }
     Session::Wait w = c->session_.wait();
+    if (c->tls_ && !c->tls_->established()) {
+      c->tls_timed_out();
+      return;
+    }
     if (w == Session::Wait::kNone) return;
     if (w == Session::Wait::kIdle && c->w_->draining()) {
       c->linger();
@@ -291,6 +321,7 @@ void Connection::linger() {
     return;
   }
   lingering_ = true;
+  if (tls_) tls_goodbye();
   if (!reading_) {
     if (uv_read_start(reinterpret_cast<uv_stream_t *>(&tcp), on_alloc, on_read) != 0) {
       close(0);
@@ -315,6 +346,7 @@ void Connection::on_shutdown(uv_shutdown_t *req, int) {
 
 void Connection::close(int status) {
   if (closing_) return;
+  if (tls_ && (status == 0 || status == ICAP_ECANCELED)) tls_goodbye();
   closing_ = true;
   w_->unmark_dirty(this);
   // The session ends its transaction (the request's on_done runs and its

@@ -7,11 +7,14 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 
 #include "protocol/session.hpp"
 #include "server/worker.hpp"
 
 namespace icap::detail {
+
+class TlsTransport;
 
 class Connection final : public SessionHost {
  public:
@@ -51,6 +54,12 @@ class Connection final : public SessionHost {
   time_t session_time() override;
   TransactionLoop *session_loop() override;
 
+  // TLS (connection_tls.cc). attach_tls() makes this connection TLS on
+  // cfg's current context (a null cfg leaves it plain); on failure it logs,
+  // closes the connection and returns false.
+  bool attach_tls(icap_tls_config *cfg);
+  const TlsTransport *tls() const { return tls_.get(); }
+
  private:
   struct WriteReq {
     uv_write_t req;
@@ -72,6 +81,13 @@ class Connection final : public SessionHost {
   // worker then writes what other connections queued meanwhile.
   template <class F>
   void guarded(F &&f) noexcept;
+  bool submit(WriteReq *wr);
+  bool tls_receive(const char *p, size_t n);
+  bool tls_seal(WriteReq *wr);
+  bool tls_send_pending();
+  void tls_fail();
+  void tls_goodbye();
+  void tls_timed_out();
 
   Worker *w_;
   // The client's address, kept without allocating so that the error log of
@@ -90,6 +106,9 @@ class Connection final : public SessionHost {
   Session::Wait wait_ = Session::Wait::kNone;
   uint64_t wait_since_ = 0;
   bool progress_ = false;
+  std::string peer_;                   // "ip:port", for log lines
+  std::unique_ptr<TlsTransport> tls_;  // null on a plain connection
+  uint64_t tls_since_ = 0;             // when the handshake began
 };
 
 }  // namespace icap::detail

@@ -37,6 +37,7 @@ struct icap_server {
     // process, so further workers poll duplicates of this very socket and
     // never open sockets of their own on its port.
     bool inherited = false;
+    std::shared_ptr<icap_tls_config> tls;  // null: plain ICAP (tls_api.cc)
   };
   std::vector<Listener> listeners;
 

@@ -101,6 +101,7 @@ void Worker::accept(uv_stream_t *server) {
     guard_void([this] { srv_->log(ICAP_LOG_WARN, "connection limit reached: 503"); });
     return;
   }
+  if (!c->attach_tls(tls_config(server))) return;
   c->start();
 }
 
@@ -125,6 +126,14 @@ void Worker::on_reject_closed(uv_handle_t *h) {
   uv_stream_t *next = w->reject_pending_;
   w->reject_pending_ = nullptr;
   if (next && !w->draining_) w->reject(next);
+}
+
+icap_tls_config *Worker::tls_config(uv_stream_t *listener) const {
+  // listeners_ follows the order of the server's listeners.
+  for (size_t i = 0; i < listeners_.size() && i < srv_->listeners.size(); i++)
+    if (reinterpret_cast<uv_stream_t *>(listeners_[i]) == listener)
+      return srv_->listeners[i].tls.get();
+  return nullptr;
 }
 
 void Worker::connection_closed(Connection *c) {

@@ -54,6 +54,9 @@ class Worker final : public TransactionLoop {
   void unmark_dirty(Connection *c) noexcept;
   void flush_dirty() noexcept;
   void connection_closed(Connection *c);
+  // The TLS configuration of one of this worker's listening handles, or
+  // null for a plain one.
+  icap_tls_config *tls_config(uv_stream_t *listener) const;
 
   std::thread thread;
 

@@ -7,7 +7,7 @@
 # always on a normal user's PATH, so ask dpkg where the package put it.
 find_squid() {
     SQUID_BIN=$(command -v squid 2>/dev/null) ||
-        SQUID_BIN=$(dpkg -L squid 2>/dev/null | grep -m1 '/sbin/squid$')
+        SQUID_BIN=$(dpkg -L squid-openssl squid 2>/dev/null | grep -m1 '/sbin/squid$')
     [ -n "$SQUID_BIN" ] && [ -x "$SQUID_BIN" ]
 }
 
@@ -39,6 +39,12 @@ squid_base_conf() {
     echo "pinger_enable off"
     echo "netdb_filename none"
     echo "dns_nameservers 127.0.0.1"
+    # Squid's own hosts file: names resolve the same on every machine. On
+    # Debian as it ships, /etc/hosts also maps localhost to ::1, which Squid
+    # tries first, and an origin listening on 127.0.0.1 only is then
+    # unreachable (HTTP 503 for http://localhost:PORT/).
+    printf '127.0.0.1 localhost\n' > "$3/hosts"
+    echo "hosts_file $3/hosts"
     echo "http_access allow localhost"
     echo "http_access deny all"
     echo "icap_enable on"

@@ -11,6 +11,10 @@
 #   --timeout S   limit for each c-icap-client run (default 20; after 3
 #                 timeouts in a row the remaining checks fail without running)
 #   --keep        keep the temp dir (inputs, outputs, logs) and print it
+#   --tls         speak TLS (c-icap-client -tls); the server certificate is
+#                 verified against OpenSSL's default CA store, which
+#                 SSL_CERT_FILE=FILE in the environment points at a test CA
+#   --tls-no-verify  with --tls: do not verify the server certificate
 #   -v, --verbose show details (ICAP status per run) on stderr
 #   -h, --help
 #
@@ -42,12 +46,14 @@ say()  { printf '[c-icap-client-check] %s\n' "$*" >&2; }
 info() { [ "$VERBOSE" = 1 ] && printf '[c-icap-client-check]   %s\n' "$*" >&2; return 0; }
 die()  { say "error: $*"; exit 2; }
 
-MODIFIES=0; TIMEOUT=20; KEEP=0; VERBOSE=0; POS=()
+MODIFIES=0; TIMEOUT=20; KEEP=0; VERBOSE=0; POS=(); TLS_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --modifies)   MODIFIES=1; shift ;;
         --timeout)    [ $# -ge 2 ] || die "--timeout needs a value"; TIMEOUT=$2; shift 2 ;;
         --keep)       KEEP=1; shift ;;
+        --tls)        TLS_ARGS+=(-tls); shift ;;
+        --tls-no-verify) TLS_ARGS+=(-tls-no-verify); shift ;;
         -v|--verbose) VERBOSE=1; shift ;;
         -h|--help)    usage 0 ;;
         -*)           say "unknown option: $1"; usage 2 ;;
@@ -90,7 +96,7 @@ head -c 1048576 /dev/urandom > "$TMP/large.bin"
 client() {
     local name=$1; shift
     rm -f "$TMP/$name.out"
-    timeout -k 5 "$TIMEOUT" c-icap-client -i "$HOST" -p "$PORT" -s "$SERVICE" -v "$@" \
+    timeout -k 5 "$TIMEOUT" c-icap-client -i "$HOST" -p "$PORT" -s "$SERVICE" -v ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} "$@" \
         >"$TMP/$name.log" 2>&1 </dev/null &
     BG_PID=$!
     wait "$BG_PID"

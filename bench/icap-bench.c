@@ -32,10 +32,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ limits */
 
-#define MAX_CHUNK 65536u             /* body chunk size we send */
+#define MAX_CHUNK (16u << 20)        /* largest --chunk accepted */
 #define CHUNKS_PER_WRITE 4           /* chunks per uv_write() */
 #define ICAP_HEAD_MAX 65536u         /* ICAP header block limit */
 #define ENCAP_HDR_MAX (256u * 1024u) /* encapsulated HTTP headers limit */
@@ -112,10 +113,12 @@ static struct config {
   double timeout;  /* per request, seconds */
   double max_time; /* hard bound on the whole run */
   bool json;
-  int verbose;   /* print the first N failures */
-  int idle_n;    /* --idle N */
-  double hold;   /* --hold S */
-  int idle_conc; /* connections being set up at once */
+  int verbose;    /* print the first N failures */
+  int idle_n;     /* --idle N */
+  double hold;    /* --hold S */
+  int idle_conc;  /* connections being set up at once */
+  uint64_t chunk; /* --chunk: request body chunk size */
+  int server_pid; /* --server-pid: whose CPU time to report, 0 = none */
   struct sockaddr_storage addr;
 } cfg = {
     .host = "127.0.0.1",
@@ -130,6 +133,7 @@ static struct config {
     .verbose = 0,
     .hold = 10.0,
     .idle_conc = 256,
+    .chunk = 65536,
 };
 
 /* The request head (ICAP headers + encapsulated HTTP headers) is the same for
@@ -138,7 +142,7 @@ static char *req_head;
 static size_t req_head_len;
 static char *reqmod_line; /* request line we send in REQMOD */
 static size_t reqmod_line_len;
-static unsigned char *pattern; /* PAT_LEN + MAX_CHUNK bytes */
+static unsigned char *pattern; /* PAT_LEN + cfg.chunk bytes */
 
 static const char TERM_LAST[] = "0\r\n\r\n";
 static const char TERM_IEOF[] = "0; ieof\r\n\r\n";
@@ -595,7 +599,7 @@ static void pump_write(struct conn *c) {
   if (has_body()) {
     while (c->body_off < c->phase_end && k < CHUNKS_PER_WRITE) {
       uint64_t n = c->phase_end - c->body_off;
-      if (n > MAX_CHUNK) n = MAX_CHUNK;
+      if (n > cfg.chunk) n = cfg.chunk;
       int l = snprintf(c->szline[k], sizeof c->szline[k], "%" PRIx64 "\r\n", n);
       bufs[nb++] = uv_buf_init(c->szline[k], (unsigned)l);
       uint32_t off = (uint32_t)((c->pat_off + c->body_off) % PAT_LEN);
@@ -859,7 +863,7 @@ static const char *body_data(struct conn *c, const char *p, size_t n) {
     while (done < n) {
       uint32_t off = (uint32_t)((c->pat_off + c->rbody + done) % PAT_LEN);
       size_t k = n - done;
-      if (k > MAX_CHUNK) k = MAX_CHUNK;
+      if (k > cfg.chunk) k = cfg.chunk;
       if (memcmp(p + done, pattern + off, k) != 0) return "echoed body differs from the body sent";
       done += k;
     }
@@ -1174,18 +1178,50 @@ static void worker_stop(struct worker *w) {
   uv_walk(&w->loop, close_walk_cb, NULL);
 }
 
+/* --server-pid: utime+stime of the server process in seconds, from
+ * /proc/PID/stat (fields 14 and 15, after the parenthesised command name,
+ * which may itself contain spaces or parentheses).  -1 if unreadable. */
+static double server_cpu_s(void) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", cfg.server_pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  unsigned long long ut, st;
+  if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Server CPU at the start and end of the measured interval, sampled by
+ * worker 0 (the workers' intervals differ by scheduling jitter only). */
+static double server_cpu0 = -1, server_cpu1 = -1;
+
+static void sample_server(struct worker *w, bool end) {
+  if (cfg.server_pid <= 0 || w->idx != 0) return;
+  if (end)
+    server_cpu1 = server_cpu_s();
+  else
+    server_cpu0 = server_cpu_s();
+}
+
 static void phase_cb(uv_timer_t *t) {
   struct worker *w = t->data;
   uint64_t now = uv_hrtime();
   if (w->phase == PH_WARMUP) {
     w->phase = PH_MEASURE;
     w->t_measure_start = now;
+    sample_server(w, false);
     if (cfg.requests == 0)
       uv_timer_start(&w->phase_timer, phase_cb, (uint64_t)(cfg.duration * 1000.0), 0);
     return;
   }
   if (w->phase == PH_MEASURE && cfg.requests == 0) {
     w->t_measure_end = now;
+    sample_server(w, true);
     worker_stop(w);
   }
 }
@@ -1261,6 +1297,7 @@ static void worker_run(void *arg) {
     } else {
       w->phase = PH_MEASURE;
       w->t_measure_start = w->t_begin;
+      sample_server(w, false);
       if (cfg.requests == 0)
         uv_timer_start(&w->phase_timer, phase_cb, (uint64_t)(cfg.duration * 1000.0), 0);
     }
@@ -1396,13 +1433,18 @@ static void build_request(void) {
 static void build_pattern(void) {
   uint64_t st = 0x1cab1e5eedull;
   size_t i;
-  pattern = xmalloc(PAT_LEN + MAX_CHUNK);
+  pattern = xmalloc(PAT_LEN + cfg.chunk);
   for (i = 0; i + 8 <= PAT_LEN; i += 8) {
     uint64_t v = splitmix64(&st);
     memcpy(pattern + i, &v, 8);
   }
   for (; i < PAT_LEN; i++) pattern[i] = (unsigned char)splitmix64(&st);
-  memcpy(pattern + PAT_LEN, pattern, MAX_CHUNK); /* wrap-around copy */
+  /* Wrap-around copy, so that any chunk starting in the period is one slice;
+   * a chunk longer than the period wraps more than once. */
+  for (uint64_t at = 0; at < cfg.chunk; at += PAT_LEN) {
+    uint64_t k = cfg.chunk - at < PAT_LEN ? cfg.chunk - at : PAT_LEN;
+    memcpy(pattern + PAT_LEN + at, pattern, k);
+  }
 }
 
 /* --------------------------------------------------------------- output */
@@ -1497,6 +1539,10 @@ static void print_load(const struct total *t) {
   double mx = (double)st->lat_max / 1e3;
   double mean = st->completed ? (double)st->lat_sum / (double)st->completed / 1e3 : 0;
   double cpu = t->cpu_user + t->cpu_sys;
+  /* Server CPU per completed transaction in microseconds, -1 if unknown. */
+  double srv_us = (server_cpu0 >= 0 && server_cpu1 >= 0 && st->completed)
+                      ? (server_cpu1 - server_cpu0) * 1e6 / (double)st->completed
+                      : -1;
   if (cfg.json) {
     printf("{\"mode\":\"load\",\"scenario\":");
     json_str(cfg.scenario);
@@ -1519,10 +1565,12 @@ static void print_load(const struct total *t) {
         "\"server_closes\":%" PRIu64 ",\"status\":{\"100\":%" PRIu64 ",\"200\":%" PRIu64
         ",\"204\":%" PRIu64
         "},"
-        "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"cpu_s\":%.3f,",
+        "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"cpu_s\":%.3f,\"chunk\":%" PRIu64
+        ",\"server_cpu_us_per_req\":%.2f,",
         cfg.connections, cfg.threads, cfg.warmup, t->duration, st->completed, rps, st->body_sent,
         st->body_recv, mbs, p50, p90, p99, p999, mx, mean, st->errors, st->invalid, st->reconnects,
-        st->server_closes, st->st100, st->st200, st->st204, t->cpu_user, t->cpu_sys, cpu);
+        st->server_closes, st->st100, st->st200, st->st204, t->cpu_user, t->cpu_sys, cpu, cfg.chunk,
+        srv_us);
     print_reasons(st, true);
     printf("}\n");
     return;
@@ -1547,6 +1595,9 @@ static void print_load(const struct total *t) {
   print_reasons(st, false);
   printf("  bench cpu   %.3f s (user %.3f + sys %.3f), %.0f%% of one core\n", cpu, t->cpu_user,
          t->cpu_sys, 100.0 * cpu / d);
+  if (srv_us >= 0)
+    printf("  server cpu  %.1f us per transaction (pid %d, %.3f s over the measured interval)\n",
+           srv_us, cfg.server_pid, server_cpu1 - server_cpu0);
 }
 
 static void print_idle(const struct total *t) {
@@ -1585,6 +1636,7 @@ static void usage(FILE *f) {
       "                  --connections C (--duration SECONDS | --requests N)\n"
       "                  [--warmup SECONDS] [--threads T] [--timeout SECONDS]\n"
       "                  [--max-time SECONDS] [--verbose N] [--json]\n"
+      "                  [--chunk SIZE (default 64K)] [--server-pid PID]\n"
       "       icap-bench --host IP --port N --service NAME --idle N [--hold SECONDS]\n"
       "                  [--idle-concurrency K] [--json]\n"
       "\n"
@@ -1678,6 +1730,13 @@ int main(int argc, char **argv) {
       cfg.verbose = (int)parse_long(v, "verbose", 0, 1000000);
     } else if (!strcmp(a, "--json")) {
       cfg.json = true;
+    } else if (!strcmp(a, "--chunk")) {
+      NEEDV();
+      cfg.chunk = parse_size(v, "chunk size");
+      if (cfg.chunk == 0 || cfg.chunk > MAX_CHUNK) die("--chunk must be 1 .. 16M: %s", v);
+    } else if (!strcmp(a, "--server-pid")) {
+      NEEDV();
+      cfg.server_pid = (int)parse_long(v, "server pid", 1, 1 << 30);
     } else if (!strcmp(a, "--idle")) {
       NEEDV();
       cfg.idle_n = (int)parse_long(v, "idle", 1, MAX_CONNECTIONS);
@@ -1748,6 +1807,8 @@ int main(int argc, char **argv) {
     for (i = 0; i < cfg.threads; i++) uv_thread_join(&ws[i].thread);
   }
   getrusage(RUSAGE_SELF, &ru1);
+  /* --requests mode ends with the last response, not with a timer. */
+  if (cfg.server_pid > 0 && server_cpu1 < 0) server_cpu1 = server_cpu_s();
 
   struct total *t = xcalloc(1, sizeof *t);
   double dmax = 0;

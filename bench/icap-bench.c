@@ -119,6 +119,7 @@ static struct config {
   int idle_conc;  /* connections being set up at once */
   uint64_t chunk; /* --chunk: request body chunk size */
   int server_pid; /* --server-pid: whose CPU time to report, 0 = none */
+  bool sweep;     /* --sweep */
   struct sockaddr_storage addr;
 } cfg = {
     .host = "127.0.0.1",
@@ -1327,7 +1328,7 @@ static uint64_t parse_size(const char *s, const char *what) {
     v *= 1024 * 1024;
     end++;
   }
-  if (*end != '\0' && *end != ':') die("bad %s: %s", what, s);
+  if (*end != '\0' && *end != ':' && *end != ',') die("bad %s: %s", what, s);
   if (v > (1ull << 40)) die("%s too large: %s", what, s);
   return v;
 }
@@ -1637,6 +1638,9 @@ static void usage(FILE *f) {
       "                  [--warmup SECONDS] [--threads T] [--timeout SECONDS]\n"
       "                  [--max-time SECONDS] [--verbose N] [--json]\n"
       "                  [--chunk SIZE (default 64K)] [--server-pid PID]\n"
+      "       icap-bench --host IP --port N --service NAME --sweep [--duration S per point]\n"
+      "                  [--sweep-connections 1,4,16,64,256] [--sweep-chunks 4K,16K,64K,1M]\n"
+      "                  [--sweep-bodies 1K,64K,1M] [--server-pid PID] [--threads T]\n"
       "       icap-bench --host IP --port N --service NAME --idle N [--hold SECONDS]\n"
       "                  [--idle-concurrency K] [--json]\n"
       "\n"
@@ -1675,6 +1679,174 @@ static void raise_nofile(void) {
 }
 
 static double tv_s(struct timeval tv) { return (double)tv.tv_sec + (double)tv.tv_usec / 1e6; }
+
+/* One run with the current cfg: the workers, their connections, and the
+ * merged statistics in *t (which the caller has zeroed). */
+static void run_load(struct total *t) {
+  int i;
+  server_cpu0 = server_cpu1 = -1;
+  atomic_store(&verbose_left, cfg.verbose);
+  atomic_store(&issued, 0);
+  struct worker *ws = xcalloc((size_t)cfg.threads, sizeof *ws);
+  struct conn *conns = xcalloc((size_t)cfg.connections, sizeof *conns);
+  int per = cfg.connections / cfg.threads, extra = cfg.connections % cfg.threads, at = 0;
+  for (i = 0; i < cfg.threads; i++) {
+    struct worker *w = &ws[i];
+    int j;
+    w->idx = i;
+    w->nconns = per + (i < extra ? 1 : 0);
+    w->conns = conns + at;
+    for (j = 0; j < w->nconns; j++) {
+      w->conns[j].id = (uint32_t)(at + j);
+      w->conns[j].body_kind = -1;
+    }
+    at += w->nconns;
+    int r = uv_loop_init(&w->loop);
+    if (r < 0) die("uv_loop_init: %s", uv_strerror(r));
+  }
+
+  struct rusage ru0, ru1;
+  getrusage(RUSAGE_SELF, &ru0);
+  if (cfg.threads == 1) {
+    worker_run(&ws[0]);
+  } else {
+    for (i = 0; i < cfg.threads; i++)
+      if (uv_thread_create(&ws[i].thread, worker_run, &ws[i]) != 0) die("cannot create thread");
+    for (i = 0; i < cfg.threads; i++) uv_thread_join(&ws[i].thread);
+  }
+  getrusage(RUSAGE_SELF, &ru1);
+  /* --requests mode ends with the last response, not with a timer. */
+  if (cfg.server_pid > 0 && server_cpu1 < 0) server_cpu1 = server_cpu_s();
+
+  double dmax = 0;
+  for (i = 0; i < cfg.threads; i++) {
+    merge_stats(&t->st, &ws[i].st);
+    if (ws[i].t_measure_end > ws[i].t_measure_start) {
+      double d = (double)(ws[i].t_measure_end - ws[i].t_measure_start) / 1e9;
+      if (d > dmax) dmax = d;
+    }
+  }
+  t->duration = dmax;
+  t->cpu_user = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
+  t->cpu_sys = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
+
+  for (i = 0; i < cfg.connections; i++) free(conns[i].hb);
+  for (i = 0; i < cfg.threads; i++) free(ws[i].rbuf);
+  free(conns);
+  free(ws);
+}
+
+/* ---------------------------------------------------------------- sweep */
+
+/* --sweep: one closed-loop echo run per point of connections x request chunk
+ * size x body size, printed as a markdown table.  A point is flagged as a
+ * cliff when, along the connections axis or along the chunk axis, it is below
+ * CLIFF_RATIO times every neighbour it has on that axis (a dip, not a slope:
+ * on a 2-core machine throughput may rise or fall smoothly along an axis). */
+#define CLIFF_RATIO 0.7
+#define SWEEP_MAX 16
+
+struct sweep_axis {
+  uint64_t v[SWEEP_MAX];
+  int n;
+};
+
+static struct sweep_axis sw_conns = {{1, 4, 16, 64, 256}, 5};
+static struct sweep_axis sw_chunks = {{4096, 16384, 65536, 1048576}, 4};
+static struct sweep_axis sw_bodies = {{1024, 65536, 1048576}, 3};
+
+static void parse_axis(struct sweep_axis *ax, const char *s, const char *what) {
+  ax->n = 0;
+  for (const char *p = s; *p;) {
+    if (ax->n == SWEEP_MAX) die("too many %s values: %s", what, s);
+    uint64_t v = parse_size(p, what);
+    if (v == 0) die("%s must be >= 1: %s", what, s);
+    ax->v[ax->n++] = v;
+    const char *comma = strchr(p, ',');
+    if (!comma) break;
+    p = comma + 1;
+  }
+  if (ax->n == 0) die("empty %s list", what);
+}
+
+/* Is value x below CLIFF_RATIO times every neighbour of index i in vals[]
+ * (stride apart, n along the axis)? */
+static bool is_dip(const double *vals, int i, int stride, int n) {
+  int neighbours = 0, above = 0;
+  for (int d = -1; d <= 1; d += 2) {
+    int j = i + d;
+    if (j < 0 || j >= n) continue;
+    neighbours++;
+    if (vals[(i + d) * stride] > 0 && vals[0] < CLIFF_RATIO * vals[(i + d) * stride]) above++;
+  }
+  return neighbours > 0 && above == neighbours;
+}
+
+static int run_sweep(void) {
+  int nc = sw_conns.n, nk = sw_chunks.n, nb = sw_bodies.n, threads = cfg.threads, rc = 0;
+  double *rps = xcalloc((size_t)(nc * nk * nb), sizeof *rps);
+  double *srv = xcalloc((size_t)(nc * nk * nb), sizeof *srv);
+  uint64_t *bad = xcalloc((size_t)(nc * nk * nb), sizeof *bad);
+  static char scen[64];
+  for (int b = 0; b < nb; b++) {
+    snprintf(scen, sizeof scen, "echo:%" PRIu64, sw_bodies.v[b]);
+    cfg.scenario = scen;
+    parse_scenario(scen);
+    free(req_head);
+    build_request();
+    for (int k = 0; k < nk; k++) {
+      cfg.chunk = sw_chunks.v[k];
+      for (int c = 0; c < nc; c++) {
+        int at = (b * nk + k) * nc + c;
+        cfg.connections = (int)sw_conns.v[c];
+        cfg.threads = threads < cfg.connections ? threads : cfg.connections;
+        cfg.max_time = cfg.warmup + cfg.duration + cfg.timeout + 30.0;
+        struct total *t = xcalloc(1, sizeof *t);
+        run_load(t);
+        rps[at] = t->duration > 0 ? (double)t->st.completed / t->duration : 0;
+        srv[at] = (server_cpu0 >= 0 && server_cpu1 >= 0 && t->st.completed)
+                      ? (server_cpu1 - server_cpu0) * 1e6 / (double)t->st.completed
+                      : -1;
+        bad[at] = t->st.errors + t->st.invalid;
+        if (bad[at] || t->st.completed == 0) rc = 1;
+        fprintf(stderr,
+                "sweep: echo:%" PRIu64 " chunk %" PRIu64 " x%d: %.1f req/s, %" PRIu64 " errors\n",
+                sw_bodies.v[b], cfg.chunk, cfg.connections, rps[at], bad[at]);
+        print_reasons(&t->st, false);
+        free(t);
+      }
+    }
+  }
+  printf("| body | chunk |");
+  for (int c = 0; c < nc; c++) printf(" %" PRIu64 " conns |", sw_conns.v[c]);
+  printf("\n|---:|---:|");
+  for (int c = 0; c < nc; c++) printf("---:|");
+  printf("\n");
+  int flagged = 0;
+  for (int b = 0; b < nb; b++)
+    for (int k = 0; k < nk; k++) {
+      printf("| %" PRIu64 " | %" PRIu64 " |", sw_bodies.v[b], sw_chunks.v[k]);
+      for (int c = 0; c < nc; c++) {
+        int at = (b * nk + k) * nc + c;
+        bool dip = is_dip(&rps[at], c, 1, nc) || is_dip(&rps[at], k, nc, nk);
+        flagged += dip;
+        printf(" %s%.0f%s", dip ? "**" : "", rps[at], dip ? "** ⚠" : "");
+        if (srv[at] >= 0) printf(" (%.0f µs)", srv[at]);
+        if (bad[at]) printf(" E%" PRIu64, bad[at]);
+        printf(" |");
+      }
+      printf("\n");
+    }
+  printf(
+      "\nreq/s per point (%.1f s each, warm-up %.1f s)%s; **bold ⚠** = below %.1fx every "
+      "neighbour along the connections or the chunk axis (%d point%s); E = errors.\n",
+      cfg.duration, cfg.warmup, cfg.server_pid > 0 ? ", (server CPU µs per transaction)" : "",
+      CLIFF_RATIO, flagged, flagged == 1 ? "" : "s");
+  free(rps);
+  free(srv);
+  free(bad);
+  return rc;
+}
 
 int main(int argc, char **argv) {
   int i;
@@ -1734,6 +1906,17 @@ int main(int argc, char **argv) {
       NEEDV();
       cfg.chunk = parse_size(v, "chunk size");
       if (cfg.chunk == 0 || cfg.chunk > MAX_CHUNK) die("--chunk must be 1 .. 16M: %s", v);
+    } else if (!strcmp(a, "--sweep")) {
+      cfg.sweep = true;
+    } else if (!strcmp(a, "--sweep-connections")) {
+      NEEDV();
+      parse_axis(&sw_conns, v, "sweep connections");
+    } else if (!strcmp(a, "--sweep-chunks")) {
+      NEEDV();
+      parse_axis(&sw_chunks, v, "sweep chunk sizes");
+    } else if (!strcmp(a, "--sweep-bodies")) {
+      NEEDV();
+      parse_axis(&sw_bodies, v, "sweep body sizes");
     } else if (!strcmp(a, "--server-pid")) {
       NEEDV();
       cfg.server_pid = (int)parse_long(v, "server pid", 1, 1 << 30);
@@ -1764,65 +1947,30 @@ int main(int argc, char **argv) {
     cfg.threads = 1;
     if (cfg.max_time == 0) cfg.max_time = cfg.hold + 120.0 + cfg.timeout;
   } else {
+    if (cfg.sweep && !have_duration && !have_requests) {
+      cfg.duration = 2.0;
+      have_duration = true;
+    }
+    if (cfg.sweep && have_requests) die("--sweep runs each point for --duration seconds");
     if (have_duration == have_requests) die("give exactly one of --duration and --requests");
     if (have_duration && cfg.duration <= 0) die("--duration must be > 0");
-    if (cfg.threads > cfg.connections) cfg.threads = cfg.connections;
+    if (cfg.threads > cfg.connections && !cfg.sweep) cfg.threads = cfg.connections;
     if (cfg.max_time == 0)
       cfg.max_time =
           have_duration ? cfg.warmup + cfg.duration + cfg.timeout + 30.0 : cfg.warmup + 600.0;
   }
   parse_scenario(cfg.scenario);
   build_request();
+  if (cfg.sweep) /* the pattern must hold the largest chunk of the sweep */
+    for (int k = 0; k < sw_chunks.n; k++)
+      if (sw_chunks.v[k] > cfg.chunk) cfg.chunk = sw_chunks.v[k];
   build_pattern();
   raise_nofile();
   signal(SIGPIPE, SIG_IGN);
-  atomic_store(&verbose_left, cfg.verbose);
-  atomic_store(&issued, 0);
 
-  struct worker *ws = xcalloc((size_t)cfg.threads, sizeof *ws);
-  struct conn *conns = xcalloc((size_t)cfg.connections, sizeof *conns);
-  int per = cfg.connections / cfg.threads, extra = cfg.connections % cfg.threads, at = 0;
-  for (i = 0; i < cfg.threads; i++) {
-    struct worker *w = &ws[i];
-    int j;
-    w->idx = i;
-    w->nconns = per + (i < extra ? 1 : 0);
-    w->conns = conns + at;
-    for (j = 0; j < w->nconns; j++) {
-      w->conns[j].id = (uint32_t)(at + j);
-      w->conns[j].body_kind = -1;
-    }
-    at += w->nconns;
-    int r = uv_loop_init(&w->loop);
-    if (r < 0) die("uv_loop_init: %s", uv_strerror(r));
-  }
-
-  struct rusage ru0, ru1;
-  getrusage(RUSAGE_SELF, &ru0);
-  if (cfg.threads == 1) {
-    worker_run(&ws[0]);
-  } else {
-    for (i = 0; i < cfg.threads; i++)
-      if (uv_thread_create(&ws[i].thread, worker_run, &ws[i]) != 0) die("cannot create thread");
-    for (i = 0; i < cfg.threads; i++) uv_thread_join(&ws[i].thread);
-  }
-  getrusage(RUSAGE_SELF, &ru1);
-  /* --requests mode ends with the last response, not with a timer. */
-  if (cfg.server_pid > 0 && server_cpu1 < 0) server_cpu1 = server_cpu_s();
-
+  if (cfg.sweep) return run_sweep();
   struct total *t = xcalloc(1, sizeof *t);
-  double dmax = 0;
-  for (i = 0; i < cfg.threads; i++) {
-    merge_stats(&t->st, &ws[i].st);
-    if (ws[i].t_measure_end > ws[i].t_measure_start) {
-      double d = (double)(ws[i].t_measure_end - ws[i].t_measure_start) / 1e9;
-      if (d > dmax) dmax = d;
-    }
-  }
-  t->duration = dmax;
-  t->cpu_user = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
-  t->cpu_sys = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
-
+  run_load(t);
   int rc;
   if (idle_mode()) {
     print_idle(t);
@@ -1835,10 +1983,6 @@ int main(int argc, char **argv) {
     rc = (t->st.errors == 0 && t->st.invalid == 0 && t->st.completed > 0) ? 0 : 1;
   }
   fflush(stdout);
-  for (i = 0; i < cfg.connections; i++) free(conns[i].hb);
-  for (i = 0; i < cfg.threads; i++) free(ws[i].rbuf);
-  free(conns);
-  free(ws);
   free(t);
   free(pattern);
   free(req_head);

@@ -294,20 +294,22 @@ static int listener(const char *host, int *port) {
 }
 
 int main(int argc, char **argv) {
-  const char *host = "127.0.0.1";
-  int port = 1344, threads = 2;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--host") && i + 1 < argc)
-      host = argv[++i];
-    else if (!strcmp(argv[i], "--port") && i + 1 < argc)
-      port = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-      threads = atoi(argv[++i]);
-    else {
+  const char *host = "127.0.0.1", *port_s = "1344", *threads_s = "2";
+  /* Every option takes a value: pairs of (name, where the value goes). */
+  struct {
+    const char *name;
+    const char **value;
+  } opts[] = {{"--host", &host}, {"--port", &port_s}, {"--threads", &threads_s}};
+  for (int i = 1; i < argc; i += 2) {
+    size_t k = 0;
+    while (k < sizeof opts / sizeof opts[0] && strcmp(argv[i], opts[k].name)) k++;
+    if (k == sizeof opts / sizeof opts[0] || i + 1 >= argc) {
       fprintf(stderr, "usage: icap-relay [--host IP] [--port N] [--threads T]\n");
       return 2;
     }
+    *opts[k].value = argv[i + 1];
   }
+  int port = atoi(port_s), threads = atoi(threads_s);
   if (threads < 1 || threads > 64) threads = 2;
   signal(SIGPIPE, SIG_IGN);
   pthread_t tid[64];

@@ -111,20 +111,24 @@ def main():
 
     md.append("## Throughput and latency\n")
     md.append("| scenario | conns | libicap req/s | c-icap req/s | ratio | libicap p50 / p99 µs | "
-              "c-icap p50 / p99 µs | libicap MB/s | c-icap MB/s | errors libicap / c-icap |")
-    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "c-icap p50 / p99 µs | libicap MB/s | c-icap MB/s | errors libicap / c-icap | "
+              "limit req/s | libicap / limit |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     chart = []
     for scen, conns in rows:
         L = agg(scen, conns, "libicap")
         C = agg(scen, conns, "c-icap")
+        R = agg(scen, conns, "limit")
         ratio = (L["rps"] / C["rps"]) if (L and C and L["rps"] and C["rps"]) else None
+        lratio = (L["rps"] / R["rps"]) if (L and R and L["rps"] and R["rps"]) else None
         lat = lambda x: "—" if not x or x["p50"] is None else f"{fmt(x['p50'])} / {fmt(x['p99'])}"
         mbs = lambda x: ("—" if not x or x["mbs"] is None else fmt(x["mbs"], 1)) if has_body(scen) else "—"
         errs = lambda x: "—" if not x else str(x["failures"])
         name = scen + (" (latency)" if conns == 1 else "")
         md.append(f"| {name} | {conns} | {fmt(L['rps']) if L else '—'} | {fmt(C['rps']) if C else '—'} | "
                   f"{fmt(ratio, 2) if ratio else '—'} | {lat(L)} | {lat(C)} | {mbs(L)} | {mbs(C)} | "
-                  f"{errs(L)} / {errs(C)} |")
+                  f"{errs(L)} / {errs(C)} | {fmt(R['rps']) if R and R['rps'] else '—'} | "
+                  f"{fmt(lratio, 2) if lratio else '—'} |")
         chart.append((label(scen, conns), ratio, C["rps"] if C else None))
 
     md.append("\n## Server and client resources under load\n")
@@ -134,8 +138,9 @@ def main():
               "Bench CPU = user+sys of icap-bench during the measured window. "
               "Answers = ICAP status codes seen.\n")
     md.append("| scenario | conns | srv CPU s libicap / c-icap | srv CPU µs/req libicap / c-icap | "
-              "bench CPU s libicap / c-icap | peak RSS MiB libicap / c-icap | answers libicap / c-icap |")
-    md.append("|---|---:|---:|---:|---:|---:|---:|")
+              "bench CPU s libicap / c-icap | peak RSS MiB libicap / c-icap | answers libicap / c-icap | "
+              "srv CPU µs/req limit |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for scen, conns in rows:
         L = agg(scen, conns, "libicap")
         C = agg(scen, conns, "c-icap")
@@ -145,7 +150,8 @@ def main():
         md.append(f"| {name} | {conns} | {g(L, 'srv_cpu', 2)} / {g(C, 'srv_cpu', 2)} | "
                   f"{g(L, 'srv_cpu_per_req_us', 1)} / {g(C, 'srv_cpu_per_req_us', 1)} | "
                   f"{g(L, 'bench_cpu', 2)} / {g(C, 'bench_cpu', 2)} | "
-                  f"{g(L, 'rss_peak_mib', 1)} / {g(C, 'rss_peak_mib', 1)} | {s(L)} / {s(C)} |")
+                  f"{g(L, 'rss_peak_mib', 1)} / {g(C, 'rss_peak_mib', 1)} | {s(L)} / {s(C)} | "
+                  f"{g(agg(scen, conns, 'limit'), 'srv_cpu_per_req_us', 1)} |")
 
     md.append("\n## Memory with idle keep-alive connections\n")
     if idles:

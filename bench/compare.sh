@@ -3,8 +3,8 @@
 #
 # Benchmarks libicap's example echo server (icap-echo) against c-icap 0.5.10
 # with srv_echo, both on 127.0.0.1, with icap-bench.  Every row of the table
-# is run against both servers in alternation (libicap, c-icap, libicap,
-# c-icap, ...) for --rounds rounds; the table shows the median of the rounds.
+# is run against the servers in alternation (libicap, c-icap, the limit
+# peer bench/icap-relay, libicap, ...; the relay skips preview rows) for --rounds rounds; the table shows the median of the rounds.
 # Also measures each server's resident memory with N idle keep-alive
 # connections.  Writes bench/results/compare.md, compare.png (gnuplot) and
 # the raw per-run data compare-raw.jsonl.
@@ -209,6 +209,17 @@ start_libicap() {
     log "libicap icap-echo pid $SRV_PID on 127.0.0.1:$port (--workers $WORKERS)"
 }
 
+# start_relay PORT: bench/icap-relay, the "limit" peer (one thread per worker)
+start_relay() {
+    local port=$1
+    "$RELAY" --host 127.0.0.1 --port "$port" --threads "$WORKERS" >"$TMP/relay-$port.log" 2>&1 &
+    SRV_PID=$!
+    SRV_STOP=$SRV_PID
+    STARTED+=("$SRV_PID")
+    wait_ready "$port" "$SRV_PID" || { log "icap-relay did not come up on port $port"; return 1; }
+    log "limit icap-relay pid $SRV_PID on 127.0.0.1:$port (--threads $WORKERS)"
+}
+
 # ------------------------------------------------------------------ runs ---
 ALL_OK=1
 
@@ -309,6 +320,15 @@ if [ "$ONLY_CICAP" = 0 ]; then
     L_PID=$SRV_PID
 fi
 wait_ready "$C_PORT" "$C_PID" || { log "c-icap not answering"; exit 5; }
+RELAY=${RELAY:-$(dirname "$BENCH")/icap-relay}
+R_PID=
+if [ -x "$RELAY" ]; then
+    R_PORT=$(free_port)
+    start_relay "$R_PORT" || exit 5
+    R_PID=$SRV_PID
+else
+    log "icap-relay not found at $RELAY: no limit column"
+fi
 
 for row in "${ROWS[@]}"; do
     scen=${row%@*}
@@ -316,6 +336,9 @@ for row in "${ROWS[@]}"; do
     for round in $(seq 1 "$ROUNDS"); do
         [ "$ONLY_CICAP" = 0 ] && run_load libicap "$L_PORT" "$L_PID" "$scen" "$conns" "$round"
         run_load c-icap "$C_PORT" "$C_PID" "$scen" "$conns" "$round"
+        # the relay does not implement preview (100 Continue)
+        [ -n "$R_PID" ] && [ "${scen#preview}" = "$scen" ] &&
+            run_load limit "$R_PORT" "$R_PID" "$scen" "$conns" "$round"
     done
 done
 

@@ -32,10 +32,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ limits */
 
-#define MAX_CHUNK 65536u             /* body chunk size we send */
+#define MAX_CHUNK (16u << 20)        /* largest --chunk accepted */
 #define CHUNKS_PER_WRITE 4           /* chunks per uv_write() */
 #define ICAP_HEAD_MAX 65536u         /* ICAP header block limit */
 #define ENCAP_HDR_MAX (256u * 1024u) /* encapsulated HTTP headers limit */
@@ -112,10 +113,13 @@ static struct config {
   double timeout;  /* per request, seconds */
   double max_time; /* hard bound on the whole run */
   bool json;
-  int verbose;   /* print the first N failures */
-  int idle_n;    /* --idle N */
-  double hold;   /* --hold S */
-  int idle_conc; /* connections being set up at once */
+  int verbose;    /* print the first N failures */
+  int idle_n;     /* --idle N */
+  double hold;    /* --hold S */
+  int idle_conc;  /* connections being set up at once */
+  uint64_t chunk; /* --chunk: request body chunk size */
+  int server_pid; /* --server-pid: whose CPU time to report, 0 = none */
+  bool sweep;     /* --sweep */
   struct sockaddr_storage addr;
 } cfg = {
     .host = "127.0.0.1",
@@ -130,6 +134,7 @@ static struct config {
     .verbose = 0,
     .hold = 10.0,
     .idle_conc = 256,
+    .chunk = 65536,
 };
 
 /* The request head (ICAP headers + encapsulated HTTP headers) is the same for
@@ -138,7 +143,7 @@ static char *req_head;
 static size_t req_head_len;
 static char *reqmod_line; /* request line we send in REQMOD */
 static size_t reqmod_line_len;
-static unsigned char *pattern; /* PAT_LEN + MAX_CHUNK bytes */
+static unsigned char *pattern; /* PAT_LEN + cfg.chunk bytes */
 
 static const char TERM_LAST[] = "0\r\n\r\n";
 static const char TERM_IEOF[] = "0; ieof\r\n\r\n";
@@ -610,7 +615,7 @@ static void pump_write(struct conn *c) {
   if (has_body()) {
     while (c->body_off < c->phase_end && k < CHUNKS_PER_WRITE) {
       uint64_t n = c->phase_end - c->body_off;
-      if (n > MAX_CHUNK) n = MAX_CHUNK;
+      if (n > cfg.chunk) n = cfg.chunk;
       int l = snprintf(c->szline[k], sizeof c->szline[k], "%" PRIx64 "\r\n", n);
       bufs[nb++] = uv_buf_init(c->szline[k], (unsigned)l);
       uint32_t off = (uint32_t)((c->pat_off + c->body_off) % PAT_LEN);
@@ -874,7 +879,7 @@ static const char *body_data(struct conn *c, const char *p, size_t n) {
     while (done < n) {
       uint32_t off = (uint32_t)((c->pat_off + c->rbody + done) % PAT_LEN);
       size_t k = n - done;
-      if (k > MAX_CHUNK) k = MAX_CHUNK;
+      if (k > cfg.chunk) k = cfg.chunk;
       if (memcmp(p + done, pattern + off, k) != 0) return "echoed body differs from the body sent";
       done += k;
     }
@@ -1171,18 +1176,50 @@ static void worker_stop(struct worker *w) {
   uv_walk(&w->loop, close_walk_cb, NULL);
 }
 
+/* --server-pid: utime+stime of the server process in seconds, from
+ * /proc/PID/stat (fields 14 and 15, after the parenthesised command name,
+ * which may itself contain spaces or parentheses).  -1 if unreadable. */
+static double server_cpu_s(void) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", cfg.server_pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  unsigned long long ut, st;
+  if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Server CPU at the start and end of the measured interval, sampled by
+ * worker 0 (the workers' intervals differ by scheduling jitter only). */
+static double server_cpu0 = -1, server_cpu1 = -1;
+
+static void sample_server(struct worker *w, bool end) {
+  if (cfg.server_pid <= 0 || w->idx != 0) return;
+  if (end)
+    server_cpu1 = server_cpu_s();
+  else
+    server_cpu0 = server_cpu_s();
+}
+
 static void phase_cb(uv_timer_t *t) {
   struct worker *w = t->data;
   uint64_t now = uv_hrtime();
   if (w->phase == PH_WARMUP) {
     w->phase = PH_MEASURE;
     w->t_measure_start = now;
+    sample_server(w, false);
     if (cfg.requests == 0)
       uv_timer_start(&w->phase_timer, phase_cb, (uint64_t)(cfg.duration * 1000.0), 0);
     return;
   }
   if (w->phase == PH_MEASURE && cfg.requests == 0) {
     w->t_measure_end = now;
+    sample_server(w, true);
     worker_stop(w);
   }
 }
@@ -1258,6 +1295,7 @@ static void worker_run(void *arg) {
     } else {
       w->phase = PH_MEASURE;
       w->t_measure_start = w->t_begin;
+      sample_server(w, false);
       if (cfg.requests == 0)
         uv_timer_start(&w->phase_timer, phase_cb, (uint64_t)(cfg.duration * 1000.0), 0);
     }
@@ -1287,7 +1325,7 @@ static uint64_t parse_size(const char *s, const char *what) {
     v *= 1024 * 1024;
     end++;
   }
-  if (*end != '\0' && *end != ':') die("bad %s: %s", what, s);
+  if (*end != '\0' && *end != ':' && *end != ',') die("bad %s: %s", what, s);
   if (v > (1ull << 40)) die("%s too large: %s", what, s);
   return v;
 }
@@ -1393,13 +1431,18 @@ static void build_request(void) {
 static void build_pattern(void) {
   uint64_t st = 0x1cab1e5eedull;
   size_t i;
-  pattern = xmalloc(PAT_LEN + MAX_CHUNK);
+  pattern = xmalloc(PAT_LEN + cfg.chunk);
   for (i = 0; i + 8 <= PAT_LEN; i += 8) {
     uint64_t v = splitmix64(&st);
     memcpy(pattern + i, &v, 8);
   }
   for (; i < PAT_LEN; i++) pattern[i] = (unsigned char)splitmix64(&st);
-  memcpy(pattern + PAT_LEN, pattern, MAX_CHUNK); /* wrap-around copy */
+  /* Wrap-around copy, so that any chunk starting in the period is one slice;
+   * a chunk longer than the period wraps more than once. */
+  for (uint64_t at = 0; at < cfg.chunk; at += PAT_LEN) {
+    uint64_t k = cfg.chunk - at < PAT_LEN ? cfg.chunk - at : PAT_LEN;
+    memcpy(pattern + PAT_LEN + at, pattern, k);
+  }
 }
 
 /* --------------------------------------------------------------- output */
@@ -1494,6 +1537,10 @@ static void print_load(const struct total *t) {
   double mx = (double)st->lat_max / 1e3;
   double mean = st->completed ? (double)st->lat_sum / (double)st->completed / 1e3 : 0;
   double cpu = t->cpu_user + t->cpu_sys;
+  /* Server CPU per completed transaction in microseconds, -1 if unknown. */
+  double srv_us = (server_cpu0 >= 0 && server_cpu1 >= 0 && st->completed)
+                      ? (server_cpu1 - server_cpu0) * 1e6 / (double)st->completed
+                      : -1;
   if (cfg.json) {
     printf("{\"mode\":\"load\",\"scenario\":");
     json_str(cfg.scenario);
@@ -1516,10 +1563,12 @@ static void print_load(const struct total *t) {
         "\"server_closes\":%" PRIu64 ",\"status\":{\"100\":%" PRIu64 ",\"200\":%" PRIu64
         ",\"204\":%" PRIu64
         "},"
-        "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"cpu_s\":%.3f,",
+        "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"cpu_s\":%.3f,\"chunk\":%" PRIu64
+        ",\"server_cpu_us_per_req\":%.2f,",
         cfg.connections, cfg.threads, cfg.warmup, t->duration, st->completed, rps, st->body_sent,
         st->body_recv, mbs, p50, p90, p99, p999, mx, mean, st->errors, st->invalid, st->reconnects,
-        st->server_closes, st->st100, st->st200, st->st204, t->cpu_user, t->cpu_sys, cpu);
+        st->server_closes, st->st100, st->st200, st->st204, t->cpu_user, t->cpu_sys, cpu, cfg.chunk,
+        srv_us);
     print_reasons(st, true);
     printf("}\n");
     return;
@@ -1544,6 +1593,9 @@ static void print_load(const struct total *t) {
   print_reasons(st, false);
   printf("  bench cpu   %.3f s (user %.3f + sys %.3f), %.0f%% of one core\n", cpu, t->cpu_user,
          t->cpu_sys, 100.0 * cpu / d);
+  if (srv_us >= 0)
+    printf("  server cpu  %.1f us per transaction (pid %d, %.3f s over the measured interval)\n",
+           srv_us, cfg.server_pid, server_cpu1 - server_cpu0);
 }
 
 static void print_idle(const struct total *t) {
@@ -1582,6 +1634,10 @@ static void usage(FILE *f) {
       "                  --connections C (--duration SECONDS | --requests N)\n"
       "                  [--warmup SECONDS] [--threads T] [--timeout SECONDS]\n"
       "                  [--max-time SECONDS] [--verbose N] [--json]\n"
+      "                  [--chunk SIZE (default 64K)] [--server-pid PID]\n"
+      "       icap-bench --host IP --port N --service NAME --sweep [--duration S per point]\n"
+      "                  [--sweep-connections 1,4,16,64,256] [--sweep-chunks 4K,16K,64K,1M]\n"
+      "                  [--sweep-bodies 1K,64K,1M] [--server-pid PID] [--threads T]\n"
       "       icap-bench --host IP --port N --service NAME --idle N [--hold SECONDS]\n"
       "                  [--idle-concurrency K] [--json]\n"
       "\n"
@@ -1620,6 +1676,174 @@ static void raise_nofile(void) {
 }
 
 static double tv_s(struct timeval tv) { return (double)tv.tv_sec + (double)tv.tv_usec / 1e6; }
+
+/* One run with the current cfg: the workers, their connections, and the
+ * merged statistics in *t (which the caller has zeroed). */
+static void run_load(struct total *t) {
+  int i;
+  server_cpu0 = server_cpu1 = -1;
+  atomic_store(&verbose_left, cfg.verbose);
+  atomic_store(&issued, 0);
+  struct worker *ws = xcalloc((size_t)cfg.threads, sizeof *ws);
+  struct conn *conns = xcalloc((size_t)cfg.connections, sizeof *conns);
+  int per = cfg.connections / cfg.threads, extra = cfg.connections % cfg.threads, at = 0;
+  for (i = 0; i < cfg.threads; i++) {
+    struct worker *w = &ws[i];
+    int j;
+    w->idx = i;
+    w->nconns = per + (i < extra ? 1 : 0);
+    w->conns = conns + at;
+    for (j = 0; j < w->nconns; j++) {
+      w->conns[j].id = (uint32_t)(at + j);
+      w->conns[j].body_kind = -1;
+    }
+    at += w->nconns;
+    int r = uv_loop_init(&w->loop);
+    if (r < 0) die("uv_loop_init: %s", uv_strerror(r));
+  }
+
+  struct rusage ru0, ru1;
+  getrusage(RUSAGE_SELF, &ru0);
+  if (cfg.threads == 1) {
+    worker_run(&ws[0]);
+  } else {
+    for (i = 0; i < cfg.threads; i++)
+      if (uv_thread_create(&ws[i].thread, worker_run, &ws[i]) != 0) die("cannot create thread");
+    for (i = 0; i < cfg.threads; i++) uv_thread_join(&ws[i].thread);
+  }
+  getrusage(RUSAGE_SELF, &ru1);
+  /* --requests mode ends with the last response, not with a timer. */
+  if (cfg.server_pid > 0 && server_cpu1 < 0) server_cpu1 = server_cpu_s();
+
+  double dmax = 0;
+  for (i = 0; i < cfg.threads; i++) {
+    merge_stats(&t->st, &ws[i].st);
+    if (ws[i].t_measure_end > ws[i].t_measure_start) {
+      double d = (double)(ws[i].t_measure_end - ws[i].t_measure_start) / 1e9;
+      if (d > dmax) dmax = d;
+    }
+  }
+  t->duration = dmax;
+  t->cpu_user = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
+  t->cpu_sys = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
+
+  for (i = 0; i < cfg.connections; i++) free(conns[i].hb);
+  for (i = 0; i < cfg.threads; i++) free(ws[i].rbuf);
+  free(conns);
+  free(ws);
+}
+
+/* ---------------------------------------------------------------- sweep */
+
+/* --sweep: one closed-loop echo run per point of connections x request chunk
+ * size x body size, printed as a markdown table.  A point is flagged as a
+ * cliff when, along the connections axis or along the chunk axis, it is below
+ * CLIFF_RATIO times every neighbour it has on that axis (a dip, not a slope:
+ * on a 2-core machine throughput may rise or fall smoothly along an axis). */
+#define CLIFF_RATIO 0.7
+#define SWEEP_MAX 16
+
+struct sweep_axis {
+  uint64_t v[SWEEP_MAX];
+  int n;
+};
+
+static struct sweep_axis sw_conns = {{1, 4, 16, 64, 256}, 5};
+static struct sweep_axis sw_chunks = {{4096, 16384, 65536, 1048576}, 4};
+static struct sweep_axis sw_bodies = {{1024, 65536, 1048576}, 3};
+
+static void parse_axis(struct sweep_axis *ax, const char *s, const char *what) {
+  ax->n = 0;
+  for (const char *p = s; *p;) {
+    if (ax->n == SWEEP_MAX) die("too many %s values: %s", what, s);
+    uint64_t v = parse_size(p, what);
+    if (v == 0) die("%s must be >= 1: %s", what, s);
+    ax->v[ax->n++] = v;
+    const char *comma = strchr(p, ',');
+    if (!comma) break;
+    p = comma + 1;
+  }
+  if (ax->n == 0) die("empty %s list", what);
+}
+
+/* Is value x below CLIFF_RATIO times every neighbour of index i in vals[]
+ * (stride apart, n along the axis)? */
+static bool is_dip(const double *vals, int i, int stride, int n) {
+  int neighbours = 0, above = 0;
+  for (int d = -1; d <= 1; d += 2) {
+    int j = i + d;
+    if (j < 0 || j >= n) continue;
+    neighbours++;
+    if (vals[(i + d) * stride] > 0 && vals[0] < CLIFF_RATIO * vals[(i + d) * stride]) above++;
+  }
+  return neighbours > 0 && above == neighbours;
+}
+
+static int run_sweep(void) {
+  int nc = sw_conns.n, nk = sw_chunks.n, nb = sw_bodies.n, threads = cfg.threads, rc = 0;
+  double *rps = xcalloc((size_t)(nc * nk * nb), sizeof *rps);
+  double *srv = xcalloc((size_t)(nc * nk * nb), sizeof *srv);
+  uint64_t *bad = xcalloc((size_t)(nc * nk * nb), sizeof *bad);
+  static char scen[64];
+  for (int b = 0; b < nb; b++) {
+    snprintf(scen, sizeof scen, "echo:%" PRIu64, sw_bodies.v[b]);
+    cfg.scenario = scen;
+    parse_scenario(scen);
+    free(req_head);
+    build_request();
+    for (int k = 0; k < nk; k++) {
+      cfg.chunk = sw_chunks.v[k];
+      for (int c = 0; c < nc; c++) {
+        int at = (b * nk + k) * nc + c;
+        cfg.connections = (int)sw_conns.v[c];
+        cfg.threads = threads < cfg.connections ? threads : cfg.connections;
+        cfg.max_time = cfg.warmup + cfg.duration + cfg.timeout + 30.0;
+        struct total *t = xcalloc(1, sizeof *t);
+        run_load(t);
+        rps[at] = t->duration > 0 ? (double)t->st.completed / t->duration : 0;
+        srv[at] = (server_cpu0 >= 0 && server_cpu1 >= 0 && t->st.completed)
+                      ? (server_cpu1 - server_cpu0) * 1e6 / (double)t->st.completed
+                      : -1;
+        bad[at] = t->st.errors + t->st.invalid;
+        if (bad[at] || t->st.completed == 0) rc = 1;
+        fprintf(stderr,
+                "sweep: echo:%" PRIu64 " chunk %" PRIu64 " x%d: %.1f req/s, %" PRIu64 " errors\n",
+                sw_bodies.v[b], cfg.chunk, cfg.connections, rps[at], bad[at]);
+        print_reasons(&t->st, false);
+        free(t);
+      }
+    }
+  }
+  printf("| body | chunk |");
+  for (int c = 0; c < nc; c++) printf(" %" PRIu64 " conns |", sw_conns.v[c]);
+  printf("\n|---:|---:|");
+  for (int c = 0; c < nc; c++) printf("---:|");
+  printf("\n");
+  int flagged = 0;
+  for (int b = 0; b < nb; b++)
+    for (int k = 0; k < nk; k++) {
+      printf("| %" PRIu64 " | %" PRIu64 " |", sw_bodies.v[b], sw_chunks.v[k]);
+      for (int c = 0; c < nc; c++) {
+        int at = (b * nk + k) * nc + c;
+        bool dip = is_dip(&rps[at], c, 1, nc) || is_dip(&rps[at], k, nc, nk);
+        flagged += dip;
+        printf(" %s%.0f%s", dip ? "**" : "", rps[at], dip ? "** ⚠" : "");
+        if (srv[at] >= 0) printf(" (%.0f µs)", srv[at]);
+        if (bad[at]) printf(" E%" PRIu64, bad[at]);
+        printf(" |");
+      }
+      printf("\n");
+    }
+  printf(
+      "\nreq/s per point (%.1f s each, warm-up %.1f s)%s; **bold ⚠** = below %.1fx every "
+      "neighbour along the connections or the chunk axis (%d point%s); E = errors.\n",
+      cfg.duration, cfg.warmup, cfg.server_pid > 0 ? ", (server CPU µs per transaction)" : "",
+      CLIFF_RATIO, flagged, flagged == 1 ? "" : "s");
+  free(rps);
+  free(srv);
+  free(bad);
+  return rc;
+}
 
 int main(int argc, char **argv) {
   int i;
@@ -1675,6 +1899,24 @@ int main(int argc, char **argv) {
       cfg.verbose = (int)parse_long(v, "verbose", 0, 1000000);
     } else if (!strcmp(a, "--json")) {
       cfg.json = true;
+    } else if (!strcmp(a, "--chunk")) {
+      NEEDV();
+      cfg.chunk = parse_size(v, "chunk size");
+      if (cfg.chunk == 0 || cfg.chunk > MAX_CHUNK) die("--chunk must be 1 .. 16M: %s", v);
+    } else if (!strcmp(a, "--sweep")) {
+      cfg.sweep = true;
+    } else if (!strcmp(a, "--sweep-connections")) {
+      NEEDV();
+      parse_axis(&sw_conns, v, "sweep connections");
+    } else if (!strcmp(a, "--sweep-chunks")) {
+      NEEDV();
+      parse_axis(&sw_chunks, v, "sweep chunk sizes");
+    } else if (!strcmp(a, "--sweep-bodies")) {
+      NEEDV();
+      parse_axis(&sw_bodies, v, "sweep body sizes");
+    } else if (!strcmp(a, "--server-pid")) {
+      NEEDV();
+      cfg.server_pid = (int)parse_long(v, "server pid", 1, 1 << 30);
     } else if (!strcmp(a, "--idle")) {
       NEEDV();
       cfg.idle_n = (int)parse_long(v, "idle", 1, MAX_CONNECTIONS);
@@ -1702,63 +1944,30 @@ int main(int argc, char **argv) {
     cfg.threads = 1;
     if (cfg.max_time == 0) cfg.max_time = cfg.hold + 120.0 + cfg.timeout;
   } else {
+    if (cfg.sweep && !have_duration && !have_requests) {
+      cfg.duration = 2.0;
+      have_duration = true;
+    }
+    if (cfg.sweep && have_requests) die("--sweep runs each point for --duration seconds");
     if (have_duration == have_requests) die("give exactly one of --duration and --requests");
     if (have_duration && cfg.duration <= 0) die("--duration must be > 0");
-    if (cfg.threads > cfg.connections) cfg.threads = cfg.connections;
+    if (cfg.threads > cfg.connections && !cfg.sweep) cfg.threads = cfg.connections;
     if (cfg.max_time == 0)
       cfg.max_time =
           have_duration ? cfg.warmup + cfg.duration + cfg.timeout + 30.0 : cfg.warmup + 600.0;
   }
   parse_scenario(cfg.scenario);
   build_request();
+  if (cfg.sweep) /* the pattern must hold the largest chunk of the sweep */
+    for (int k = 0; k < sw_chunks.n; k++)
+      if (sw_chunks.v[k] > cfg.chunk) cfg.chunk = sw_chunks.v[k];
   build_pattern();
   raise_nofile();
   signal(SIGPIPE, SIG_IGN);
-  atomic_store(&verbose_left, cfg.verbose);
-  atomic_store(&issued, 0);
 
-  struct worker *ws = xcalloc((size_t)cfg.threads, sizeof *ws);
-  struct conn *conns = xcalloc((size_t)cfg.connections, sizeof *conns);
-  int per = cfg.connections / cfg.threads, extra = cfg.connections % cfg.threads, at = 0;
-  for (i = 0; i < cfg.threads; i++) {
-    struct worker *w = &ws[i];
-    int j;
-    w->idx = i;
-    w->nconns = per + (i < extra ? 1 : 0);
-    w->conns = conns + at;
-    for (j = 0; j < w->nconns; j++) {
-      w->conns[j].id = (uint32_t)(at + j);
-      w->conns[j].body_kind = -1;
-    }
-    at += w->nconns;
-    int r = uv_loop_init(&w->loop);
-    if (r < 0) die("uv_loop_init: %s", uv_strerror(r));
-  }
-
-  struct rusage ru0, ru1;
-  getrusage(RUSAGE_SELF, &ru0);
-  if (cfg.threads == 1) {
-    worker_run(&ws[0]);
-  } else {
-    for (i = 0; i < cfg.threads; i++)
-      if (uv_thread_create(&ws[i].thread, worker_run, &ws[i]) != 0) die("cannot create thread");
-    for (i = 0; i < cfg.threads; i++) uv_thread_join(&ws[i].thread);
-  }
-  getrusage(RUSAGE_SELF, &ru1);
-
+  if (cfg.sweep) return run_sweep();
   struct total *t = xcalloc(1, sizeof *t);
-  double dmax = 0;
-  for (i = 0; i < cfg.threads; i++) {
-    merge_stats(&t->st, &ws[i].st);
-    if (ws[i].t_measure_end > ws[i].t_measure_start) {
-      double d = (double)(ws[i].t_measure_end - ws[i].t_measure_start) / 1e9;
-      if (d > dmax) dmax = d;
-    }
-  }
-  t->duration = dmax;
-  t->cpu_user = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
-  t->cpu_sys = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
-
+  run_load(t);
   int rc;
   if (idle_mode()) {
     print_idle(t);
@@ -1771,10 +1980,6 @@ int main(int argc, char **argv) {
     rc = (t->st.errors == 0 && t->st.invalid == 0 && t->st.completed > 0) ? 0 : 1;
   }
   fflush(stdout);
-  for (i = 0; i < cfg.connections; i++) free(conns[i].hb);
-  for (i = 0; i < cfg.threads; i++) free(ws[i].rbuf);
-  free(conns);
-  free(ws);
   free(t);
   free(pattern);
   free(req_head);

@@ -501,7 +501,8 @@ int main(int argc, char** argv) {
         return true;
       },
       {"--clamd", "--service", "--max-size", "--oversize", "--scan-timeout", "--skip-type",
-       "--skip-ext", "--istag", "--istag-refresh", "--hold", "--pool"});
+       "--skip-ext", "--istag", "--istag-refresh", "--hold", "--pool"},
+      {"--fail-open", "--fail-closed"});
   if (bad) {
     std::fprintf(stderr, "%s: a numeric option has a bad value (see --help)\n", kName);
     return 2;

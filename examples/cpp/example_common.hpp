@@ -57,7 +57,8 @@ inline unsigned long long number_option(const char* prog, std::string_view name,
  * value, a malformed number, a stray argument. */
 inline Args parse_args(int argc, char** argv, const char* what, const char* extra_usage = "",
                        const OptionFn& extra = nullptr,
-                       std::initializer_list<std::string_view> valued = {}) {
+                       std::initializer_list<std::string_view> valued = {},
+                       std::initializer_list<std::string_view> flags = {}) {
   Args a;
   auto usage = [&](int code) {
     std::fprintf(code ? stderr : stdout,
@@ -68,13 +69,17 @@ inline Args parse_args(int argc, char** argv, const char* what, const char* extr
   enum { kHost = 256, kPort, kWorkers, kExtra };
   std::vector<std::string> names;  // getopt_long keeps pointers to these
   for (std::string_view v : valued) names.emplace_back(v.substr(v.find_first_not_of('-')));
+  // Flags (options without a value) follow; `extra` gets them with a null value.
+  const std::size_t nvalued = names.size();
+  for (std::string_view v : flags) names.emplace_back(v.substr(v.find_first_not_of('-')));
   std::vector<option> options = {{"host", required_argument, nullptr, kHost},
                                  {"port", required_argument, nullptr, kPort},
                                  {"workers", required_argument, nullptr, kWorkers},
                                  {"verbose", no_argument, nullptr, 'v'},
                                  {"help", no_argument, nullptr, 'h'}};
   for (std::size_t i = 0; i < names.size(); ++i)
-    options.push_back({names[i].c_str(), required_argument, nullptr, kExtra + static_cast<int>(i)});
+    options.push_back({names[i].c_str(), i < nvalued ? required_argument : no_argument, nullptr,
+                       kExtra + static_cast<int>(i)});
   options.push_back({nullptr, 0, nullptr, 0});
 
   int opt;
@@ -92,7 +97,8 @@ inline Args parse_args(int argc, char** argv, const char* what, const char* extr
     } else if (opt >= kExtra && static_cast<std::size_t>(opt - kExtra) < names.size()) {
       std::string name = "--" + names[opt - kExtra];
       if (!extra || !extra(name, optarg)) {
-        std::fprintf(stderr, "%s: %s '%s': not accepted\n", argv[0], name.c_str(), optarg);
+        std::fprintf(stderr, "%s: %s '%s': not accepted\n", argv[0], name.c_str(),
+                     optarg ? optarg : "");
         usage(2);
       }
     } else {

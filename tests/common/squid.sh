@@ -3,6 +3,8 @@
 # squid.conf every test Squid has (loopback only, no cache, no DNS, logs in
 # the script's temp dir, persistent ICAP connections).
 
+ICAP_COMMON_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 # find_squid: sets SQUID_BIN; Debian puts squid in /usr/sbin, which is not
 # always on a normal user's PATH, so ask dpkg where the package put it.
 find_squid() {
@@ -50,4 +52,77 @@ squid_base_conf() {
     echo "icap_enable on"
     echo "icap_persistent_connections on"
     echo "icap_send_client_ip on"
+}
+
+# stop_squid: stops the Squid of start_squid (SQUID_PID), if any.
+stop_squid() {
+    [ -n "$SQUID_PID" ] || return 0
+    # squid -N has no kids in this config, but stop any it might have spawned.
+    stop_tree "$SQUID_PID" 15
+    SQUID_PID=""
+}
+
+# print_squid_tails: the end of Squid's logs in $SQD, for a failure report.
+# start_squid: picks a free port, writes the caller's config with
+# write_squid_conf PORT, checks it and starts Squid in the foreground mode
+# (-N); sets SQUID_PID and SQUID_PORT. Retries on a taken port.
+print_squid_tails() {
+    say "---- tail of squid cache.log (AsyncCall bookkeeping lines left out) ----"
+    grep -Ev 'AsyncCall(Queue)?\.cc|AsyncJob\.cc\([0-9]+\) call(Start|End)' "$SQD/cache.log" 2>/dev/null |
+        tail -n 40 | cut -c1-300 | sed 's/^/  | /' >&2
+    say "---- tail of squid icap.log ----"
+    tail -n 12 "$SQD/icap.log" 2>/dev/null | sed 's/^/  | /' >&2
+}
+
+start_squid() {
+    local attempt port i
+    [ -n "$SQUID_USER" ] && chmod 755 "$TMP"
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        write_squid_conf "$port"
+        if ! "$SQUID_BIN" -k parse -f "$SQD/squid.conf" >"$SQD/parse.out" 2>&1; then
+            sed 's/^/  | /' "$SQD/parse.out" >&2
+            return 1
+        fi
+        [ -n "$SQUID_USER" ] && chown -R "$SQUID_USER" "$SQD"
+        : > "$SQD/cache.log"; [ -n "$SQUID_USER" ] && chown "$SQUID_USER" "$SQD/cache.log"
+        "$SQUID_BIN" -N -f "$SQD/squid.conf" >"$SQD/squid.out" 2>&1 &
+        SQUID_PID=$!
+        for i in $(seq 1 150); do     # at most ~30 s
+            kill -0 "$SQUID_PID" 2>/dev/null || break
+            if ss -Hltnp "sport = :$port" 2>/dev/null | grep -q "pid=$SQUID_PID,"; then
+                SQUID_PORT=$port
+                return 0
+            fi
+            grep -q 'Address already in use' "$SQD/cache.log" "$SQD/squid.out" 2>/dev/null && break
+            sleep 0.2
+        done
+        if grep -q 'Address already in use' "$SQD/cache.log" "$SQD/squid.out" 2>/dev/null; then
+            info "port $port taken, retrying"
+            stop_squid
+            continue
+        fi
+        stop_squid
+        return 1
+    done
+    return 1
+}
+
+
+# start_origin FILES_DIR: tests/interop/origin-server.py on a free port; sets
+# ORIGIN_PID, ORIGIN_PORT and ORIGIN (its URL); its request log is
+# $TMP/origin.log.
+start_origin() {
+    python3 "$ICAP_COMMON_DIR/../interop/origin-server.py" --dir "$1" --port-file "$TMP/origin.port" \
+        --log "$TMP/origin.log" --max-lifetime 3600 >"$TMP/origin.out" 2>&1 &
+    ORIGIN_PID=$!
+    for _ in $(seq 1 100); do          # at most ~10 s
+        [ -s "$TMP/origin.port" ] && break
+        kill -0 "$ORIGIN_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -s "$TMP/origin.port" ] || { cat "$TMP/origin.out" >&2; die "origin server did not start"; }
+    ORIGIN_PORT=$(cat "$TMP/origin.port")
+    ORIGIN="http://127.0.0.1:$ORIGIN_PORT"
+    touch "$TMP/origin.log"
 }

@@ -126,12 +126,6 @@ SQD=$TMP/squid            # squid-owned: config, logs, pid
 mkdir -p "$SQD" "$TMP/files" "$TMP/out"
 ORIGIN_PID=""; SQUID_PID=""; BG_PID=""
 
-stop_squid() {
-    [ -n "$SQUID_PID" ] || return 0
-    # squid -N has no kids in this config, but stop any it might have spawned.
-    stop_tree "$SQUID_PID" 15
-    SQUID_PID=""
-}
 
 cleanup() {
     local rc=$?
@@ -162,18 +156,7 @@ head -c 1048576 /dev/urandom > "$TMP/post-1m.bin"
 POST_SHA=$(sha_of "$TMP/post-1m.bin")
 
 # ---------------------------------------------------------------- origin ---
-python3 "$HERE/origin-server.py" --dir "$TMP/files" --port-file "$TMP/origin.port" \
-    --log "$TMP/origin.log" --max-lifetime 3600 >"$TMP/origin.out" 2>&1 &
-ORIGIN_PID=$!
-for _ in $(seq 1 100); do          # at most ~10 s
-    [ -s "$TMP/origin.port" ] && break
-    kill -0 "$ORIGIN_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[ -s "$TMP/origin.port" ] || { cat "$TMP/origin.out" >&2; die "origin server did not start"; }
-ORIGIN_PORT=$(cat "$TMP/origin.port")
-ORIGIN="http://127.0.0.1:$ORIGIN_PORT"
-touch "$TMP/origin.log"
+start_origin "$TMP/files"
 info "origin on $ORIGIN"
 
 # ----------------------------------------------------------------- squid ---
@@ -211,48 +194,6 @@ write_squid_conf() {  # write_squid_conf HTTP_PORT
         echo 'logformat e2e %ts.%03tu %icap::rm %icap::Hs %icap::to %icap::tr %icap::>st %icap::<st %icap::<bs %icap::<service_name %ru %icap::>h{Preview} %icap::<h{ISTag}'
         echo "icap_log stdio:$SQD/icap.log e2e"
     } > "$SQD/squid.conf"
-}
-
-print_squid_tails() {
-    say "---- tail of squid cache.log (AsyncCall bookkeeping lines left out) ----"
-    grep -Ev 'AsyncCall(Queue)?\.cc|AsyncJob\.cc\([0-9]+\) call(Start|End)' "$SQD/cache.log" 2>/dev/null |
-        tail -n 40 | cut -c1-300 | sed 's/^/  | /' >&2
-    say "---- tail of squid icap.log ----"
-    tail -n 12 "$SQD/icap.log" 2>/dev/null | sed 's/^/  | /' >&2
-}
-
-start_squid() {
-    local attempt port i
-    [ -n "$SQUID_USER" ] && chmod 755 "$TMP"
-    for attempt in 1 2 3; do
-        port=$(free_port)
-        write_squid_conf "$port"
-        if ! "$SQUID_BIN" -k parse -f "$SQD/squid.conf" >"$SQD/parse.out" 2>&1; then
-            sed 's/^/  | /' "$SQD/parse.out" >&2
-            return 1
-        fi
-        [ -n "$SQUID_USER" ] && chown -R "$SQUID_USER" "$SQD"
-        : > "$SQD/cache.log"; [ -n "$SQUID_USER" ] && chown "$SQUID_USER" "$SQD/cache.log"
-        "$SQUID_BIN" -N -f "$SQD/squid.conf" >"$SQD/squid.out" 2>&1 &
-        SQUID_PID=$!
-        for i in $(seq 1 150); do     # at most ~30 s
-            kill -0 "$SQUID_PID" 2>/dev/null || break
-            if ss -Hltnp "sport = :$port" 2>/dev/null | grep -q "pid=$SQUID_PID,"; then
-                SQUID_PORT=$port
-                return 0
-            fi
-            grep -q 'Address already in use' "$SQD/cache.log" "$SQD/squid.out" 2>/dev/null && break
-            sleep 0.2
-        done
-        if grep -q 'Address already in use' "$SQD/cache.log" "$SQD/squid.out" 2>/dev/null; then
-            info "port $port taken, retrying"
-            stop_squid
-            continue
-        fi
-        stop_squid
-        return 1
-    done
-    return 1
 }
 
 SQUID_PORT=""

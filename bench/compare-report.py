@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Turn compare.sh's raw per-run records (JSON lines) into compare.md plus a
 gnuplot script/data file for compare.png.  Used by compare.sh; stdlib only."""
 import argparse

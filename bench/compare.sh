@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # compare.sh [options]
 #
 # Benchmarks libicap's example echo server (icap-echo) against c-icap 0.5.10

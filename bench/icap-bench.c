@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * icap-bench - closed-loop load generator for ICAP (RFC 3507) servers.
  *

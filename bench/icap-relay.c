@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * icap-relay: the "limit" peer of bench/compare.sh.
  *

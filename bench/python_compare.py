@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """python_compare.py - the Python echo services under the same load.
 
     python3 bench/python_compare.py [--pyicap PATH] [options]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """python_echo_service.py - pyicap's README echo service, for benchmarks.
 
     python3 bench/python_echo_service.py [--port N] [--pyicap PATH]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # smoke.sh ICAP_BENCH PORT [SERVICE [relay]]
 #
 # Short functional run of icap-bench against an ICAP echo service on

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # start-c-icap.sh PORT [THREADS]
 #
 # Runs c-icap 0.5.10 with its srv_echo module (service "echo") on

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 # tls-idle-rss.py ICAP_ECHO CERT_DIR - resident memory per idle TLS connection:
 # starts icap-echo (one worker) with a TLS port on 127.0.0.1, opens 1000 TLS
 # connections that each made one OPTIONS request, and prints the growth of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Findllhttp: locate llhttp, either as an installed library (CMake package or
 # pkg-config) or as the C sources that Debian 12's node-llhttp package ships.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * icap-echo: the smallest useful ICAP service.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Listening sockets for the examples: the ones systemd (or any supervisor
  * that speaks its socket-activation protocol) passed in, else --host/--port.

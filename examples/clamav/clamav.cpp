@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * clamav.cpp - icap-clamav: an ICAP anti-virus service (RESPMOD for
  * downloads, REQMOD for uploads) that scans bodies with a real clamd.

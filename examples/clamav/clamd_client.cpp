@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * clamd_client.cpp - the I/O thread of ClamdClient: a libuv loop that
  * connects to clamd, keeps a pool of IDSESSION connections, streams each

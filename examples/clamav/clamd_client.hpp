@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * clamd_client.hpp - an asynchronous client for clamd's INSTREAM command.
  *

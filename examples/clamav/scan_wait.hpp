@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * scan_wait.hpp - `co_await ScanWait(req, scan, ...)`: suspend a coroutine
  * handler until clamd has news for its Scan, and resume it on the request's

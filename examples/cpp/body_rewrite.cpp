@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * body_rewrite.cpp - a RESPMOD service that replaces a word in HTML pages
  * while they stream through, written as a C++20 coroutine.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * echo.cpp - the smallest libicap C++ service: pyicap's echo example.
  *

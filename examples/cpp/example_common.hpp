@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * What every C++ example shares: the command line (--host, --port,
  * --workers, -v, plus the example's own options, parsed with getopt_long and

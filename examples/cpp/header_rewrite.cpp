@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * header_rewrite.cpp - a RESPMOD service that edits HTTP response headers
  * and streams the body through unchanged. Plain C++17 callbacks, no

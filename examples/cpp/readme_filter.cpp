@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * icap-cpp-filter: the README's C++ example, kept here verbatim so that it
  * is built and tested (tests/examples/filter_test.py, cli_test.py). The same

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * scanner.cpp - a RESPMOD "virus scanner" that looks for the EICAR test
  * string, written as a C++20 coroutine that scans on the thread pool.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * url_filter.cpp - a REQMOD service that blocks requests to listed hosts.
  *

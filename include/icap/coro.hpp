@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * libicap C++20 coroutine support (header-only, on top of icap/icap.hpp).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * libicap - a framework for writing ICAP (RFC 3507) services.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * libicap C++ wrapper - header-only, C++17, built only on the C ABI in
  * icap/icap.h (libicap.so exports no C++ symbols, so this header works with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* libicap version. The numbers are also read by CMakeLists.txt. */
 #ifndef ICAP_VERSION_H
 #define ICAP_VERSION_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Error names and messages, version, ICAP reason phrases and section names:
 // pure functions over static tables. They allocate nothing and call nothing
 // that throws; the guard is there so that this stays true if they change.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The one exception guard: every extern "C" body and every libuv callback
 // that enters C++ runs its code through one of these, so no exception ever
 // unwinds into C or through a libuv frame. std::bad_alloc becomes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The icap_request_* C functions: argument checks around the engine's
 // transaction (src/protocol/transaction.hpp), which owns every state and
 // writes every byte. Each body runs under the one exception guard. Loop

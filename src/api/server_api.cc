@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The icap_server_* and icap_service_* C functions: argument checks and
 // state checks. Every body runs inside the one exception guard
 // (api/guard.hpp), so no exception leaves them; a setter that fails with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The icap_tls_config_*, icap_server_listen_tls and icap_request_tls_* C
 // functions: argument checks, then the TLS configuration object and the
 // connection's transport. Every body runs under the one exception guard.

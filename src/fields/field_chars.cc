@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "fields/field_chars.hpp"
 
 namespace icap::detail {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Character classes of header fields (RFC 9110 section 5): tokens, field
 // values, and the trimming and case-insensitive comparison every parser of
 // ICAP and encapsulated HTTP headers needs. The one copy of these checks.

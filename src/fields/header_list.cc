@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "fields/header_list.hpp"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A list of header fields: case-insensitive lookup, repeated names kept in
 // arrival order (what pyicap calls a dict of lists).
 #ifndef ICAP_FIELDS_HEADER_LIST_HPP

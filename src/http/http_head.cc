@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "http/http_head.hpp"
 
 #include <llhttp.h>

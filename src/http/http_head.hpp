@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Encapsulated HTTP header blocks (req-hdr, res-hdr), parsed with llhttp.
 #ifndef ICAP_HTTP_HTTP_HEAD_HPP
 #define ICAP_HTTP_HTTP_HEAD_HPP

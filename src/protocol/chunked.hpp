@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Incremental decoder for ICAP's chunked bodies (RFC 3507 section 4.5,
 // RFC 9112 section 7.1), including the "ieof" extension.
 #ifndef ICAP_PROTOCOL_CHUNKED_HPP

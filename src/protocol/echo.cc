@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The streaming echo: "no adaptation" when neither a 204 nor a preview lets
 // the engine say so, so the original message goes back as a 200 as it
 // arrives, chunk by chunk, never buffered whole.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "protocol/encapsulated.hpp"
 
 #include "fields/field_chars.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The Encapsulated header (RFC 3507 section 4.4.1): which HTTP parts the
 // message carries and where each starts.
 #ifndef ICAP_PROTOCOL_ENCAPSULATED_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Limits the protocol engine enforces. A session borrows the server's own
 // table (it is not copied), which is set before the server runs and read-only
 // afterwards.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The generated OPTIONS answer (RFC 3507 section 4.10), from the service's
 // registration; fields the handler set replace the generated ones.
 #include "protocol/session.hpp"

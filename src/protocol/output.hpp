@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The bytes a session has produced and the server has not written yet.
 #ifndef ICAP_PROTOCOL_OUTPUT_HPP
 #define ICAP_PROTOCOL_OUTPUT_HPP

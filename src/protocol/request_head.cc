@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "protocol/request_head.hpp"
 
 namespace icap::detail {

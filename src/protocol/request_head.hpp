@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The ICAP request line and header fields (RFC 3507 section 4.3).
 #ifndef ICAP_PROTOCOL_REQUEST_HEAD_HPP
 #define ICAP_PROTOCOL_REQUEST_HEAD_HPP

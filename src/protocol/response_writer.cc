@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "protocol/response_writer.hpp"
 
 #include <cstdio>

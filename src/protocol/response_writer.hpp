@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The one place that writes ICAP response bytes: the status line with the
 // fields every response carries (ISTag, Date, Server, Connection), the
 // Encapsulated header with its offsets, and the chunked framing of a body

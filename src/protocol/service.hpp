@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A registered service: its handlers and what its OPTIONS answer says.
 #ifndef ICAP_PROTOCOL_SERVICE_HPP
 #define ICAP_PROTOCOL_SERVICE_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The sans-IO ICAP engine for one connection: the connection loop. Bytes in
 // (feed), the parser steps (request head, encapsulated HTTP heads, chunked
 // body), handler calls out, response bytes appended to an output queue by

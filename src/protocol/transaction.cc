@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The transaction's state machine: body reception (preview, 100 Continue,
 // read-once, push, discard) and the response the handler builds.
 #include "protocol/transaction.hpp"

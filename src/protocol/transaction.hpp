@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One ICAP transaction: the request as the client sent it, and the state of
 // its preview, body and response. This class is the C API's icap_request.
 // Its state is private, has one owner, and changes only through the methods

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The event loop a transaction runs on, as the engine sees it: the typed door
 // through which icap_request_post() and icap_request_offload() reach the
 // server layer. src/server implements it (one per worker); the engine never

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One client connection: a libuv TCP handle, its timer, and the protocol
 // session it feeds.
 #ifndef ICAP_SERVER_CONNECTION_HPP

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The TLS side of a connection: the hooks at its read and write points that
 // put a TlsTransport between the socket and the unchanged ICAP session.
 #include <openssl/ssl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // icap_server: listening sockets, worker threads, stop.
 #include "server/server.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The server: configuration, listening sockets and the worker loops.
 #ifndef ICAP_SERVER_SERVER_HPP
 #define ICAP_SERVER_SERVER_HPP

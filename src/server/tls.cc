@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "server/tls.hpp"
 
 #include <openssl/bio.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A TLS transport over memory BIOs: ciphertext in, plaintext out; plaintext
 // in, ciphertext out. It does no I/O of its own, so the libuv connection
 // drives it (and the unit tests drive two of them against each other) and

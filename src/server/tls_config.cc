@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "server/tls_config.hpp"
 
 #include <openssl/err.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // icap_tls_config: the settings of a TLS listener and the OpenSSL context
 // built from them. The context is rebuilt on reload and swapped under a
 // lock; each connection references the context it started on, so a reload

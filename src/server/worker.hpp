@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One event loop on one thread: its listening handles, its connections, and
 // the queue through which other threads post work to it.
 #ifndef ICAP_SERVER_WORKER_HPP

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Start a private clamd for the icap-clamav tests (python3 stdlib only).
 
 The clamd gets a configuration of its own in a temporary directory: a

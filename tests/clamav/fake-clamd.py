@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """A fake clamd on a Unix socket for the icap-clamav tests (stdlib only).
 
   --mode stall     accept connections, read everything, never answer: a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Direct tests of icap-clamav (examples/clamav) with a raw ICAP client.
 
 A real clamd (clamd_fixture.Clamd: private configuration, test-only

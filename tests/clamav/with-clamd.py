@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Run a command while a private clamd runs (clamd_fixture.Clamd).
 
 usage: with-clamd.py CMD [ARGS...]

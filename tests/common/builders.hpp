@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The one set of request builders of the tests: chunked bodies, previews,
 // ICAP requests with a computed Encapsulated header, encapsulated HTTP heads
 // and deterministic body bytes. The unit tests and fuzz targets feed what

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Runs Debian's c-icap with its srv_echo module (service "echo") on
 # 127.0.0.1 with a private configuration in a temporary directory; shared
 # by tests/interop/start-c-icap-echo.sh (the reference server of the

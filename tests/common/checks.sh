@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # The PASS/FAIL tally of the check scripts (sourced, bash): each check
 # prints one line, and the script's exit status comes from NFAIL.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The one ICAP client of the tests that talk to a real server over
 // loopback (integration, robustness, C++): a raw TCP connection to
 // 127.0.0.1 that sends exact bytes, and reads responses with the strict

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The one engine driver of the tests, and the only SessionHost outside
 // src/: it owns an icap::detail::Session and drives it the way
 // src/server/connection.cc does, but without sockets. Input is fed from a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A strict, independent reader of what an ICAP server writes: a sequence of
 // ICAP responses (RFC 3507 section 4.3.3), each with its Encapsulated header
 // sections and chunked body. It is the one response parser of the tests: the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The part every test origin server shares (python3 standard library only):
 listen on 127.0.0.1 on a port the kernel chooses, write that port to a file
 once connections are accepted (written to a temporary name and renamed, so

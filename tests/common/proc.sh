@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Process helpers shared by the test and benchmark scripts (sourced, bash):
 # stopping what a script started, by PID and within a bounded time, the
 # usual exit traps, the check for missing programs, and a port probe.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // An icap_server (the C API) running in-process on its own thread, listening
 // on 127.0.0.1 with a port the kernel chose: the server of the integration
 // and robustness tests. Stopping is bounded: a server whose

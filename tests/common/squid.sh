@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # What the Squid end-to-end scripts share (sourced, bash): finding squid,
 # the unprivileged user it must run as under root, and the part of
 # squid.conf every test Squid has (loopback only, no cache, no DNS, logs in

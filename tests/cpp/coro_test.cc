@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Tests of include/icap/coro.hpp (C++20): coroutine handlers reading
 // multi-chunk bodies, previews, offload results applied on the loop thread,
 // cancellation when the client disconnects, and exceptions.

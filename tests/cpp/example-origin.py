@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Origin HTTP server for squid-examples.sh (python3 standard library only).
 
 Serves the files of --dir on 127.0.0.1 (kernel-chosen port, written to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Compiles the C++ headers on their own, with -Wall -Wextra -Wpedantic
 // -Werror, as C++17 and as C++20 (where coro.hpp is active).
 #include <icap/icap.hpp>

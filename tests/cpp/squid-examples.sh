@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # squid-examples.sh - check what the C++ examples change, through a real Squid.
 #
 # usage: squid-examples.sh --icap HOST:PORT --example NAME [--keep] [-v]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * Test support for the C++ wrapper tests: an icap::Server running on
  * 127.0.0.1:0 in a thread, the raw-socket ICAP client and the request

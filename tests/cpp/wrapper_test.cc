@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Tests of include/icap/icap.hpp (C++17): every accessor against known
 // requests, the answer helpers, exceptions turned into 500, callbacks,
 // offload/post thread affinity. Each test runs an icap::Server on

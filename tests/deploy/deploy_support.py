@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What the deploy tests share: a listening socket the test holds and hands
 to the programs it starts (socket activation), the start of icap-echo on
 it, an ICAP OPTIONS probe, the icap-bench load generator, and bounded

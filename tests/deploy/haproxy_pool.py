@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Three icap-echo instances behind HAProxy (examples/deploy/haproxy.cfg,
 TCP mode, leastconn, OPTIONS health check).
 

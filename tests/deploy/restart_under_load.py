@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Restart under load: no transaction may fail.
 
 The test holds one listening socket, as systemd does for a socket unit, and

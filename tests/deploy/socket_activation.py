@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Socket activation: icap-echo and a C++ example serve on sockets they
 inherit, by systemd's protocol (LISTEN_FDS, LISTEN_PID, descriptors from 3).
 

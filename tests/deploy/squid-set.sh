@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # squid-set.sh - three icap-echo instances in a Squid adaptation_service_set
 # (examples/deploy/squid-icap-set*.conf, the ports replaced by the test's),
 # a curl load through Squid, and instances stopped during it.

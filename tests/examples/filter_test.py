@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Checks the README's C example (icap-filter) over TCP: a RESPMOD for the
 host ads.example gets a 403 page inside a 200, any other host gets 204 (the
 client allows it) or, without Allow: 204, its own message back unchanged.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """A README example must be its example file (from its first #include on),
 so that the code a newcomer copies is the code the tests build and run.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target (b): the chunked body decoder, alone and inside a session with
 // a preview.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Shared helpers of the fuzz targets: an invariant check that crashes (so
 // that libFuzzer keeps the input), and a reader for the control bytes at the
 // start of an input.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What the session and chunked fuzz targets share on top of the engine
 // driver of tests/common: the check that everything the engine wrote is a
 // well-formed sequence of ICAP responses.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target (c): encapsulated HTTP header blocks (req-hdr and res-hdr),
 // parsed by parse_http_head() with llhttp.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target (a): the ICAP request head and the Encapsulated header.
 //
 // The input is a raw request head. It is parsed as the session parses it (up

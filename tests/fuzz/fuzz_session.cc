@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target (d): whole transactions through the sans-IO Session.
 //
 // Input: 16 control bytes, then the bytes a client sends on one connection.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the seed corpus of the fuzz targets (tests/fuzz/corpus/<target>/).
 
 Seeds are real client requests copied from /work/shared/captures (Squid 5.7

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Builds the libFuzzer targets with clang (ASan + UBSan + libFuzzer
 # coverage of the library) in their own build directory and runs each for
 # SECONDS, then prints executions and findings per target.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A main() for fuzz targets without libFuzzer: runs every file named on the
 // command line, and every regular file of every directory named (not
 // recursive), through LLVMFuzzerTestOneInput() once, in name order. ctest

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A handler that fails: the client gets 500 and a close, and the done
 // callback says ICAP_EHANDLER (icap.h: "ICAP_EHANDLER after
 // icap_request_abort() or a failed handler").

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Flow control and client disappearance: a client that reads nothing must
 // not make the server buffer without bound, and a client that vanishes
 // mid-body must be reported to the handler.

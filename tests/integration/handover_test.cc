@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Inherited listening sockets (icap_server_listen_fd) and the drain that a
 // restart relies on: a stopping server stops accepting from a socket it
 // shares with someone else, leaves the backlog to them, and answers the

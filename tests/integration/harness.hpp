@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test harness for the integration tests: an icap_server running in-process
 // on 127.0.0.1 (port chosen by the kernel) on its own thread, and a blocking
 // ICAP client over real TCP sockets; both come from tests/common. Every wait

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Persistent connections: many transactions on one connection, many
 // connections at once, and pipelined requests.
 #include <gtest/gtest.h>

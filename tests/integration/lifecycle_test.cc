@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Server lifecycle and threading: graceful stop with transactions in
 // flight, several worker loops, and work that leaves the loop thread
 // (icap_request_post from another thread, icap_request_offload).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Timeouts and the connection limit, with small configured values.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The "before run only" setters (icap.h): once icap_server_run() has
 // started, each returns ICAP_ESTATE and changes nothing, so that worker
 // threads never read a setting while it is written. icap_service_set_istag()

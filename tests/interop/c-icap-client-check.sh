@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # c-icap-client-check.sh - exercise an ICAP service with Debian's c-icap-client.
 #
 # usage: c-icap-client-check.sh HOST:PORT SERVICE [options]

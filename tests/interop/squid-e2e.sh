@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # squid-e2e.sh - drive an ICAP server through a real Squid (5.x) forward proxy.
 #
 # usage: squid-e2e.sh --icap HOST:PORT --reqmod SERVICE --respmod SERVICE [options]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # start-c-icap-echo.sh PORT [-- COMMAND [ARGS...]]
 #
 # Runs the reference ICAP server (Debian's c-icap with its srv_echo module,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # with-server.sh - run a check command against a server on a free loopback port.
 #
 # usage: with-server.sh [options] -- SERVER_CMD [ARGS...] -- CHECK_CMD [ARGS...]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "failing_alloc.hpp"
 
 #include <uv.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A test hook that makes one chosen allocation fail. The test executable
 // that links failing_alloc.cc replaces the global operator new/new[] (all
 // forms) and installs the same counter into libuv (uv_replace_allocator), so

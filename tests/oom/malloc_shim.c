@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * An LD_PRELOAD shim that makes malloc, calloc and realloc fail (NULL,
  * errno ENOMEM) once in every ICAP_SHIM_EVERY calls [200], during a window

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The failing-allocation sweep: a real server in-process (one worker, so the
 // order of its allocations is repeatable) runs a fixed set of transactions
 // over TCP — OPTIONS, REQMOD answered 204, a RESPMOD echo with a body, a

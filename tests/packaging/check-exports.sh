@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Fails when libicap.so's exported symbols differ from the checked-in list
 # (src/libicap.symbols, one name per line, sorted): a new export, a lost one
 # or a leaked llhttp or C++ symbol (which would clash with another copy in

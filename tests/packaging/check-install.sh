@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the build into a temporary prefix, then builds a C program with
 # `cc prog.c $(pkg-config --cflags --libs libicap)` alone and a CMake project
 # with find_package(icap), and runs both against the installed library.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* A C program that uses the installed libicap through pkg-config alone:
  * it starts a server on a free port in a thread, asks OPTIONS over TCP and
  * checks the answer, then stops the server. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /* icap.h must compile as strict C99 with every warning as an error. */
 #include <icap/icap.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // icap.h must compile as C++ (as C++17 and with -pedantic) without warnings.
 #include <icap/icap.h>
 

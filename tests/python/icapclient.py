@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A small raw-socket ICAP client for the Python binding tests (stdlib).
 
 It writes requests byte by byte as the test says and parses responses

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """pyicap's classic copy service on libicap.pyicap (used by the tests).
 
     python3 tests/python/pyicap_copy_server.py --port N

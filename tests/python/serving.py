@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Running a libicap.pyicap server on a background thread in a test."""
 
 import threading

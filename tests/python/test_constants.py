@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The constants in bindings/python/libicap/_lib.py are hand copies of
 include/icap/icap.h: this test parses the header (its error X-macro, its
 enums and the ICAP_BODY_* macros) and fails on any value that differs, on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The examples: pyicap's README example (only its import changed) and
 echo.py, run as separate processes and stopped with SIGINT."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Loading libicap.so and the C ABI table."""
 
 import ctypes.util

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The native layer: libicap.Server, decorators, Request, Headers."""
 
 import logging

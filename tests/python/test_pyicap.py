@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """libicap.pyicap: every pyicap field and helper against known requests."""
 
 import logging

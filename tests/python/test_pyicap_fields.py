@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """libicap.pyicap: every field a pyicap handler reads has pyicap's type,
 value and truthiness.
 

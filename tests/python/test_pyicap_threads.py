@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """libicap.pyicap's threads, as pyicap's: with ThreadingMixIn one thread
 (and one handler instance) per connection, reused for its keep-alive
 transactions; a handler that blocks stalls only its own connection;

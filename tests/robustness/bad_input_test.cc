@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The bad-input table: raw bytes sent to a real server (in-process, over
 // loopback) and the answer each must get - the ICAP status codes in order
 // and whether the connection is then closed - as DESIGN.md and README.md

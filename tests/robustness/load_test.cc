@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Load and fault tests over loopback, each bounded to well under 30 s:
 //  - 10 000 idle keep-alive connections, and a new one is still served;
 //  - a slow reader and a slow writer beside fast clients, whose latency

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "robust_support.hpp"
 
 #include <sys/resource.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Support for the robustness and load tests: an icap_server running
 // in-process on 127.0.0.1 (port 0) on its own thread, with the services the
 // tests talk to. The raw-socket client (whose every wait is bounded), the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # echo-tls-check.sh HOST:PORT CERTS LOG RELOAD_DIR - bad input and certificate
 # reload against `icap-echo --tls-port PORT --tls-client-ca CERTS/ca.pem`
 # (optional client certificates) whose certificate files are

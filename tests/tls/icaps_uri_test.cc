@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Squid sends the service URI it was configured with, so over TLS the
 // request line says "icaps://host:port/name" (seen against icap-echo: Squid
 // 5.7's OPTIONS got 400 before the engine accepted the scheme). The service

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # make-certs.sh DIR - throwaway certificates for the TLS tests, made with the
 # openssl command at test time (none is ever committed).
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // ICAP over TLS end to end in-process: a server with a TLS listener (and a
 // plain one beside it) and a blocking OpenSSL client. Certificates come from
 // make-certs.sh (the ctest fixture tls.certs), in $ICAP_TEST_CERTS.

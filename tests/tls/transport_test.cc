@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The memory-BIO TLS transport on its own: two instances, a server and a
 // client, talk to each other in memory, with the ciphertext between them
 // delivered whole, split at every byte position, and byte by byte.

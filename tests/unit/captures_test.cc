@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Real-client captures (tests/data/captures, copied from the project's
 // golden captures: Squid 5.7 and c-icap-client 0.5.10 talking to c-icap).
 //

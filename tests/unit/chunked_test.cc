@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The chunked-body decoder (protocol/chunked.hpp), data-driven: each case is
 // decoded whole, split at every byte position and one byte at a time, and
 // must give the same data, end, ieof and error every time.

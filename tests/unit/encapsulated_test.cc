@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The Encapsulated header (protocol/encapsulated.hpp), data-driven: every
 // valid combination for REQMOD, RESPMOD and OPTIONS, and the invalid ones.
 #include "protocol/encapsulated.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One run of the engine over an input: a session with every test service,
 // fed in pieces, its output taken like the server takes it, then ended (EOF,
 // timeout, or nothing), and summarised in a form that must not depend on how

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The handler behaviours the engine tests use, one service per behaviour.
 // Each handler records what happens in a trace that does not depend on how
 // the input was split ("H(svc)" when called, "END<flags>:<bytes>" when a body

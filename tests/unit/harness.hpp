@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test harness for the sans-IO engine: the shared test library
 // (tests/common: the engine driver, the request and chunk builders, the
 // strict response parser) and what only the unit tests need on top of it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Encapsulated HTTP header blocks, parsed with llhttp (http/http_head.hpp).
 #include "http/http_head.hpp"
 

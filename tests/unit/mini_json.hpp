@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A small strict JSON reader for test data (tests/data/captures/manifest.json).
 // Numbers are kept as doubles; strings are UTF-8 with \uXXXX decoded.
 #ifndef ICAP_TESTS_UNIT_MINI_JSON_HPP

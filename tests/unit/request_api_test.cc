@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The C getters accept NULL and answer the documented "absent" values
 // instead of crashing (icap.h: "" for strings, -1 for numbers, NULL for
 // pointers, 0 for flags); the calls that act return an error.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The ICAP request line and header fields (protocol/request_head.hpp).
 #include "protocol/request_head.hpp"
 

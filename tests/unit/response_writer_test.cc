@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The response writer on its own: the head every response starts with, the
 // Encapsulated offsets it computes, and the chunk framing, byte for byte,
 // with the fixed clock a host gives it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Protocol errors are sticky data: the session keeps the first one with the
 // status it calls for, the reason and the byte of the connection's input
 // where it was found, and the log line says what was actually done (a 400,

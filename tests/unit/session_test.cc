@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The protocol engine, data-driven (STYLE rule 25): raw ICAP request bytes
 // in, a handler behaviour (chosen by the service name, see
 // engine_services.hpp), and the expected responses, session state and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """echo.py - pyicap's README example on libicap, with command-line options.
 
     export PYTHONPATH=bindings/python

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """native_echo.py - the echo service on libicap's native Python layer.
 
     export PYTHONPATH=bindings/python

@@ -1,4 +1,5 @@
 #!/bin/env python
+# SPDX-License-Identifier: MIT
 # -*- coding: utf8 -*-
 
 # pyicap's README example, in Python 3 syntax (socketserver instead of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """libicap: ICAP (RFC 3507) services in Python, on the libicap C library.
 
 Two layers:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A case-insensitive, multi-valued, ordered header collection."""
 
 __all__ = ['Headers']

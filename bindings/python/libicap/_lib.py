@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Loading libicap.so and describing its C ABI to ctypes.
 
 Everything the package calls in C is listed once, in ``_FUNCTIONS``: name,

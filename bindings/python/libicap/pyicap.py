@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """pyicap's API on libicap.
 
 A drop-in for pyicap (https://github.com/netom/pyicap): change

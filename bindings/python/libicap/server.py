@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The native Python layer: Server, Service, Request.
 
 Threading model (read this before writing a handler)

@@ -102,17 +102,6 @@ static icap::Task rewrite(icap::Request req, std::string from, std::string to) {
   req.end();
 }
 
-static int serve(const example::Args& args, const std::string& from, const std::string& to) {
-  icap::Server server;
-  example::setup(server, args, "icap-body-rewrite");
-
-  server.service("body_rewrite").respmod([from, to](icap::Request req) {
-    return rewrite(req, from, to);  // the Task runs on by itself
-  });
-
-  return example::run(server, "icap-body-rewrite");
-}
-
 int main(int argc, char** argv) {
   std::string from = "libicap", to = "LIBICAP";
   example::Args args =
@@ -120,19 +109,16 @@ int main(int argc, char** argv) {
                           "ICAP RESPMOD service 'body_rewrite': replaces FROM by TO in text/html "
                           "bodies (default: libicap -> LIBICAP).",
                           " [--from WORD] [--to WORD]",
-                          [&](std::string_view opt, const char* value) {
-                            if (opt == "--from")
-                              from = value;
-                            else if (opt == "--to")
-                              to = value;
-                            else
-                              return false;
-                            return true;
-                          },
-                          {"--from", "--to"});
+                          {{"--from", [&](const char* value) { from = value; }},
+                           {"--to", [&](const char* value) { to = value; }}});
   if (from.empty()) {
     std::fprintf(stderr, "icap-body-rewrite: --from must not be empty\n");
     return 2;
   }
-  return example::guarded("icap-body-rewrite", [&] { return serve(args, from, to); });
+
+  return example::serve(args, "icap-body-rewrite", [&](icap::Server& server) {
+    server.service("body_rewrite").respmod([from, to](icap::Request req) {
+      return rewrite(req, from, to);  // the Task runs on by itself
+    });
+  });
 }

@@ -14,27 +14,21 @@
  */
 #include "example_common.hpp"
 
-static int serve(const example::Args& args) {
-  icap::Server server;
-  example::setup(server, args, "icap-cpp-echo");
-
-  server
-      .service("echo")
-      // OPTIONS is generated from the registration (Methods, ISTag, Preview,
-      // Allow: 204, Transfer-Preview: * ...); a handler may add or override
-      // headers before send_headers(), like pyicap's echo_OPTIONS.
-      .options([](icap::Request& req) {
-        req.set_icap_header("Service", "libicap C++ echo example");
-        req.send_headers(false);
-      })
-      .reqmod([](icap::Request& req) { req.no_adaptation_required(); })
-      .respmod([](icap::Request& req) { req.no_adaptation_required(); });
-
-  return example::run(server, "icap-cpp-echo");
-}
-
 int main(int argc, char** argv) {
   example::Args args = example::parse_args(
       argc, argv, "ICAP service 'echo': REQMOD and RESPMOD without adaptation.");
-  return example::guarded("icap-cpp-echo", [&] { return serve(args); });
+
+  return example::serve(args, "icap-cpp-echo", [](icap::Server& server) {
+    server
+        .service("echo")
+        // OPTIONS is generated from the registration (Methods, ISTag, Preview,
+        // Allow: 204, Transfer-Preview: * ...); a handler may add or override
+        // headers before send_headers(), like pyicap's echo_OPTIONS.
+        .options([](icap::Request& req) {
+          req.set_icap_header("Service", "libicap C++ echo example");
+          req.send_headers(false);
+        })
+        .reqmod([](icap::Request& req) { req.no_adaptation_required(); })
+        .respmod([](icap::Request& req) { req.no_adaptation_required(); });
+  });
 }

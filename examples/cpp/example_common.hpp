@@ -3,7 +3,8 @@
  * What every C++ example shares: the command line (--host, --port,
  * --workers, -v, plus the example's own options, parsed with getopt_long and
  * checked: `--port abc` is an error), a log callback that
- * prints to stderr, and a clean stop on SIGINT/SIGTERM.
+ * prints to stderr, and a clean stop on SIGINT/SIGTERM. An example's main()
+ * is parse_args() and serve() with the services it adds.
  *
  * Stopping: the signal handler calls icap::Server::stop(), which only calls
  * icap_server_stop() - async-signal-safe - so run() returns once in-flight
@@ -58,8 +59,8 @@ inline unsigned long long number_option(const char* prog, std::string_view name,
  * value, a malformed number, a stray argument. */
 inline Args parse_args(int argc, char** argv, const char* what, const char* extra_usage = "",
                        const OptionFn& extra = nullptr,
-                       std::initializer_list<std::string_view> valued = {},
-                       std::initializer_list<std::string_view> flags = {}) {
+                       const std::vector<std::string_view>& valued = {},
+                       const std::vector<std::string_view>& flags = {}) {
   Args a;
   auto usage = [&](int code) {
     std::fprintf(code ? stderr : stdout,
@@ -111,6 +112,29 @@ inline Args parse_args(int argc, char** argv, const char* what, const char* extr
     usage(2);
   }
   return a;
+}
+
+/* An example's own option, which takes a value: `set` is given the value of
+ * each `name VALUE` on the command line. */
+struct Option {
+  std::string_view name;  // "--block"
+  std::function<void(const char* value)> set;
+};
+
+/* parse_args() for an example whose own options are a table. */
+inline Args parse_args(int argc, char** argv, const char* what, const char* extra_usage,
+                       std::initializer_list<Option> options) {
+  std::vector<std::string_view> names;
+  for (const Option& o : options) names.push_back(o.name);
+  auto set = [&](std::string_view name, const char* value) {
+    for (const Option& o : options)
+      if (o.name == name) {
+        o.set(value);
+        return true;
+      }
+    return false;
+  };
+  return parse_args(argc, argv, what, extra_usage, set, names);
 }
 
 inline std::atomic<icap::Server*> g_server{nullptr};
@@ -180,6 +204,19 @@ int guarded(const char* name, F&& body) {
     std::fprintf(stderr, "%s: %s\n", name, e.what());
     return 1;
   }
+}
+
+/* An example's start-up: a Server set up from the command line (setup()),
+ * the example's services added by `add_services(server)`, then run() until
+ * SIGINT/SIGTERM, all guarded(). Returns main()'s exit status. */
+template <class F>
+int serve(const Args& args, const char* name, F&& add_services) {
+  return guarded(name, [&] {
+    icap::Server server;
+    setup(server, args, name);
+    add_services(server);
+    return run(server, name);
+  });
 }
 
 /* Escape text for an HTML page. */

@@ -81,22 +81,16 @@ static void read_preview(icap::Request& req, std::shared_ptr<std::string> buf) {
   });
 }
 
-static int serve(const example::Args& args) {
-  icap::Server server;
-  example::setup(server, args, "icap-header-rewrite");
-
-  server.service("header_rewrite").respmod([](icap::Request& req) {
-    if (!req.has_body()) {  // 204/304 answers, HEAD, empty objects
-      send_head(req, false);
-    } else if (req.in_preview()) {
-      read_preview(req, std::make_shared<std::string>());
-    } else {
-      send_head(req, true);
-      pump(req);
-    }
-  });
-
-  return example::run(server, "icap-header-rewrite");
+/* The head alone, or the preview first, or the body at once. */
+static void rewrite(icap::Request& req) {
+  if (!req.has_body()) {  // 204/304 answers, HEAD, empty objects
+    send_head(req, false);
+  } else if (req.in_preview()) {
+    read_preview(req, std::make_shared<std::string>());
+  } else {
+    send_head(req, true);
+    pump(req);
+  }
 }
 
 int main(int argc, char** argv) {
@@ -105,12 +99,10 @@ int main(int argc, char** argv) {
                           "ICAP RESPMOD service 'header_rewrite': adds X-Libicap: rewritten and "
                           "removes headers\n(default: Server, X-Powered-By).",
                           " [--remove HEADER]...",
-                          [](std::string_view opt, const char* value) {
-                            if (opt != "--remove") return false;
-                            g_remove.emplace_back(value);
-                            return true;
-                          },
-                          {"--remove"});
+                          {{"--remove", [](const char* value) { g_remove.emplace_back(value); }}});
   if (g_remove.empty()) g_remove = {"Server", "X-Powered-By"};
-  return example::guarded("icap-header-rewrite", [&] { return serve(args); });
+
+  return example::serve(args, "icap-header-rewrite", [](icap::Server& server) {
+    server.service("header_rewrite").respmod(rewrite);
+  });
 }

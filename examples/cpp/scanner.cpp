@@ -156,32 +156,20 @@ static icap::Task scan(icap::Request req, const Config& cfg) {
   }
 }
 
-static int serve(const example::Args& args, const Config& cfg) {
-  icap::Server server;
-  example::setup(server, args, "icap-scanner");
-
-  server.service("scanner").preview(1024).respmod(
-      [&cfg](icap::Request req) { return scan(req, cfg); });
-
-  return example::run(server, "icap-scanner");
-}
-
 int main(int argc, char** argv) {
   Config cfg;
-  example::Args args =
-      example::parse_args(argc, argv,
-                          "ICAP RESPMOD service 'scanner': blocks responses containing the EICAR "
-                          "test string;\n--exempt PREFIX skips Content-Types starting with it.",
-                          " [--exempt TYPE-PREFIX]... [--hold BYTES]",
-                          [&](std::string_view opt, const char* value) {
-                            if (opt == "--exempt")
-                              cfg.exempt.push_back(example::lower(value));
-                            else if (opt == "--hold")
-                              cfg.hold = example::number_option(argv[0], opt, value, 1u << 30);
-                            else
-                              return false;
-                            return true;
-                          },
-                          {"--exempt", "--hold"});
-  return example::guarded("icap-scanner", [&] { return serve(args, cfg); });
+  example::Args args = example::parse_args(
+      argc, argv,
+      "ICAP RESPMOD service 'scanner': blocks responses containing the EICAR "
+      "test string;\n--exempt PREFIX skips Content-Types starting with it.",
+      " [--exempt TYPE-PREFIX]... [--hold BYTES]",
+      {{"--exempt", [&](const char* value) { cfg.exempt.push_back(example::lower(value)); }},
+       {"--hold", [&](const char* value) {
+          cfg.hold = example::number_option(argv[0], "--hold", value, 1u << 30);
+        }}});
+
+  return example::serve(args, "icap-scanner", [&](icap::Server& server) {
+    server.service("scanner").preview(1024).respmod(
+        [&cfg](icap::Request req) { return scan(req, cfg); });
+  });
 }

@@ -67,39 +67,35 @@ static std::string block_page(const std::string& host, std::string_view url) {
          example::html_escape(url) + "</code></p></body></html>\n";
 }
 
-static int serve(const example::Args& args, const std::vector<std::string>& blocked) {
-  icap::Server server;
-  example::setup(server, args, "icap-url-filter");
-
-  server.service("url_filter").preview(0).reqmod([&blocked](icap::Request& req) {
-    std::string host = request_host(req);
-    if (host.empty() || !is_blocked(host, blocked)) {
-      req.no_adaptation_required();
-      return;
-    }
-    req.log(ICAP_LOG_INFO, "blocked " + std::string(req.enc_req().uri));
-    // Any request body is left unread; libicap discards it or closes
-    // the connection after the answer.
-    example::send_html_page(req, 403, "Forbidden", block_page(host, req.enc_req().uri));
-  });
-
-  return example::run(server, "icap-url-filter");
+/* 403 for the blocked hosts, 204 (or an unchanged echo) for the rest. */
+static void filter(icap::Request& req, const std::vector<std::string>& blocked) {
+  std::string host = request_host(req);
+  if (host.empty() || !is_blocked(host, blocked)) {
+    req.no_adaptation_required();
+    return;
+  }
+  req.log(ICAP_LOG_INFO, "blocked " + std::string(req.enc_req().uri));
+  // Any request body is left unread; libicap discards it or closes
+  // the connection after the answer.
+  example::send_html_page(req, 403, "Forbidden", block_page(host, req.enc_req().uri));
 }
 
 int main(int argc, char** argv) {
   std::vector<std::string> blocked;
+  auto block = [&](const char* host) {  // lower case, without a trailing dot
+    std::string h = example::lower(host);
+    while (!h.empty() && h.back() == '.') h.pop_back();
+    if (!h.empty()) blocked.push_back(h);
+  };
   example::Args args =
       example::parse_args(argc, argv,
                           "ICAP REQMOD service 'url_filter': 403 page for the listed hosts "
                           "(and their subdomains).",
-                          " [--block HOST]...",
-                          [&](std::string_view opt, const char* value) {
-                            if (opt != "--block") return false;
-                            std::string h = example::lower(value);
-                            while (!h.empty() && h.back() == '.') h.pop_back();
-                            if (!h.empty()) blocked.push_back(h);
-                            return true;
-                          },
-                          {"--block"});
-  return example::guarded("icap-url-filter", [&] { return serve(args, blocked); });
+                          " [--block HOST]...", {{"--block", block}});
+
+  return example::serve(args, "icap-url-filter", [&](icap::Server& server) {
+    server.service("url_filter").preview(0).reqmod([&blocked](icap::Request& req) {
+      filter(req, blocked);
+    });
+  });
 }

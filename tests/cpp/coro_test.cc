@@ -31,10 +31,18 @@ icap::Task read_all(icap::Request req, std::string& out, Recorder& seen) {
   }
 }
 
-TEST(Coro, ReadsMultiChunkBody) {
+/* Each test: a server (one worker unless the test sets more) whose
+ * service "co" the test registers, and what the handlers recorded. */
+class Coro : public ::testing::Test {
+ protected:
+  icap::Service& co() { return ts.srv.service("co"); }
+
+  Recorder seen;  // declared first: outlives the server's handlers
   TestServer ts;
-  Recorder seen;
-  ts.srv.service("co").respmod([&](icap::Request req) -> icap::Task {
+};
+
+TEST_F(Coro, ReadsMultiChunkBody) {
+  co().respmod([&](icap::Request req) -> icap::Task {
     std::string body;
     co_await read_all(req, body, seen);  // a sub-Task
     seen.add("body=" + body);
@@ -45,11 +53,8 @@ TEST(Coro, ReadsMultiChunkBody) {
     req.end();
   });
   ts.start();
-  Client c(ts.port);
   std::string big(200000, 'z');
-  c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-         chunked_pieces({"first-", "second-", big}));
-  Response r = c.read_response();
+  Response r = response_to(ts.port, respmod_request(ts.port, "co", {"first-", "second-", big}));
   EXPECT_EQ(r.status, 200) << r.status_line;
   std::string big_up(200000, 'Z');
   EXPECT_EQ(r.body, "FIRST-SECOND-" + big_up);
@@ -58,10 +63,8 @@ TEST(Coro, ReadsMultiChunkBody) {
   EXPECT_FALSE(seen.contains("data together with end")) << seen.joined();
 }
 
-TEST(Coro, PreviewContinueAndIeof) {
-  TestServer ts;
-  Recorder seen;
-  ts.srv.service("co").respmod([&](icap::Request req) -> icap::Task {
+TEST_F(Coro, PreviewContinueAndIeof) {
+  co().respmod([&](icap::Request req) -> icap::Task {
     std::string body;
     co_await read_all(req, body, seen);
     seen.add("body=" + body);
@@ -73,13 +76,7 @@ TEST(Coro, PreviewContinueAndIeof) {
   ts.start();
   {
     // Preview without ieof: the next read sends 100 Continue.
-    Client c(ts.port);
-    c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 3\r\n", kReqHdr, kResHdr, "res-body") +
-           chunked_pieces({"abc"}));
-    Response cont = c.read_response();
-    EXPECT_EQ(cont.status, 100) << cont.raw;
-    c.send(chunked_pieces({"def", "g"}));
-    Response r = c.read_response();
+    Response r = respmod_after_continue(ts.port, "co", 3, {"abc"}, {"def", "g"});
     EXPECT_EQ(r.status, 200) << r.raw;
     EXPECT_EQ(r.body, "abcdefg");
     EXPECT_TRUE(seen.wait_for("body=abcdefg"));
@@ -87,10 +84,8 @@ TEST(Coro, PreviewContinueAndIeof) {
   }
   {
     // The preview holds the whole body: data first, then an empty end+ieof.
-    Client c(ts.port);
-    c.send(icap_head("RESPMOD", ts.port, "co", "Preview: 10\r\n", kReqHdr, kResHdr, "res-body") +
-           chunked_pieces({"whole"}, kIeof));
-    Response r = c.read_response();
+    Response r =
+        response_to(ts.port, respmod_request(ts.port, "co", {"whole"}, "Preview: 10\r\n", kIeof));
     EXPECT_EQ(r.status, 200) << r.raw;
     EXPECT_EQ(r.body, "whole");
     EXPECT_TRUE(seen.wait_for("end ieof=1")) << seen.joined();
@@ -98,10 +93,9 @@ TEST(Coro, PreviewContinueAndIeof) {
   EXPECT_FALSE(seen.contains("data together with end")) << seen.joined();
 }
 
-TEST(Coro, OffloadResumesOnTheLoopThread) {
-  TestServer ts(2);
-  Recorder seen;
-  ts.srv.service("co").reqmod([&](icap::Request req) -> icap::Task {
+TEST_F(Coro, OffloadResumesOnTheLoopThread) {
+  ts.srv.workers(2);
+  co().reqmod([&](icap::Request req) -> icap::Task {
     std::string loop = this_thread_id();
     std::string work_thread;
     int v = co_await req.offload([&] {
@@ -121,16 +115,12 @@ TEST(Coro, OffloadResumesOnTheLoopThread) {
     EXPECT_EQ(reqmod_status(ts.port, "co"), 403);
   }
   EXPECT_TRUE(seen.wait_for("sum=42"));
-  EXPECT_TRUE(seen.contains("work off loop: yes"));
-  EXPECT_FALSE(seen.contains("work off loop: no")) << seen.joined();
-  EXPECT_TRUE(seen.contains("resumed on loop: yes"));
-  EXPECT_FALSE(seen.contains("resumed on loop: no")) << seen.joined();
+  expect_always(seen, "work off loop", "yes");
+  expect_always(seen, "resumed on loop", "yes");
 }
 
-TEST(Coro, OffloadExceptionIsRethrownInTheCoroutine) {
-  TestServer ts;
-  Recorder seen;
-  ts.srv.service("co").reqmod([&](icap::Request req) -> icap::Task {
+TEST_F(Coro, OffloadExceptionIsRethrownInTheCoroutine) {
+  co().reqmod([&](icap::Request req) -> icap::Task {
     try {
       co_await req.offload([]() -> int { throw std::runtime_error("pool boom"); });
     } catch (const std::runtime_error& e) {
@@ -143,12 +133,9 @@ TEST(Coro, OffloadExceptionIsRethrownInTheCoroutine) {
   EXPECT_TRUE(seen.wait_for("caught pool boom"));
 }
 
-TEST(Coro, DisconnectResumesWithEconnreset) {
-  TestServer ts;
-  Recorder seen;
-  ts.srv.service("co").respmod([&](icap::Request req) -> icap::Task {
-    req.on_done(
-        [&seen](icap::Request&, int status) { seen.add("done=" + std::to_string(status)); });
+TEST_F(Coro, DisconnectResumesWithEconnreset) {
+  co().respmod([&](icap::Request req) -> icap::Task {
+    req.on_done([this](icap::Request&, int status) { seen.add("done=" + std::to_string(status)); });
     std::string body;
     try {
       while (true) {
@@ -175,8 +162,7 @@ TEST(Coro, DisconnectResumesWithEconnreset) {
   ts.start();
   {
     Client c(ts.port);
-    c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-           chunked_pieces({"part1"}, ""));
+    c.send(respmod_request(ts.port, "co", {"part1"}, "", ""));
     ASSERT_TRUE(seen.wait_for("got part1"));
   }  // the client goes away mid-body
   EXPECT_TRUE(seen.wait_for("error=" + std::to_string(ICAP_ECONNRESET))) << seen.joined();
@@ -186,11 +172,9 @@ TEST(Coro, DisconnectResumesWithEconnreset) {
   EXPECT_FALSE(seen.contains("unexpected end"));
 }
 
-TEST(Coro, DisconnectDuringOffload) {
-  TestServer ts;
-  Recorder seen;
+TEST_F(Coro, DisconnectDuringOffload) {
   std::atomic<bool> release{false};
-  ts.srv.service("co").respmod([&](icap::Request req) -> icap::Task {
+  co().respmod([&](icap::Request req) -> icap::Task {
     try {
       co_await req.offload([&] {
         seen.add("working");
@@ -206,8 +190,7 @@ TEST(Coro, DisconnectDuringOffload) {
   ts.start();
   {
     Client c(ts.port);
-    c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-           chunked_pieces({"x"}, ""));
+    c.send(respmod_request(ts.port, "co", {"x"}, "", ""));
     ASSERT_TRUE(seen.wait_for("working"));
   }
   std::this_thread::sleep_for(200ms);  // let the server see the close
@@ -220,25 +203,18 @@ TEST(Coro, DisconnectDuringOffload) {
       << seen.joined();
 }
 
-TEST(Coro, ExceptionAfterSuspensionGives500) {
-  TestServer ts;
-  ts.srv.service("co").respmod([](icap::Request req) -> icap::Task {
+TEST_F(Coro, ExceptionAfterSuspensionGives500) {
+  co().respmod([](icap::Request req) -> icap::Task {
     icap::Chunk c = co_await req.read_chunk();
     throw std::runtime_error("coroutine failed after " + std::string(c.data()));
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-         chunked_pieces({"abc"}));
-  Response r = c.read_response();
-  EXPECT_EQ(r.status, 500) << r.raw;
-  EXPECT_TRUE(c.closed_by_peer());
+  expect_500_and_close(ts.port, respmod_request(ts.port, "co", {"abc"}));
   EXPECT_TRUE(ts.log.wait_for("coroutine failed after abc")) << ts.log.joined();
 }
 
-TEST(Coro, ExceptionBeforeSuspensionGives500) {
-  TestServer ts;
-  ts.srv.service("co").reqmod([](icap::Request req) -> icap::Task {
+TEST_F(Coro, ExceptionBeforeSuspensionGives500) {
+  co().reqmod([](icap::Request req) -> icap::Task {
     if (req.has_body() == false) throw std::runtime_error("early failure");
     co_return;
   });
@@ -247,10 +223,8 @@ TEST(Coro, ExceptionBeforeSuspensionGives500) {
   EXPECT_TRUE(ts.log.wait_for("early failure")) << ts.log.joined();
 }
 
-TEST(Coro, ReadingWithoutBodyThrowsEstate) {
-  TestServer ts;
-  Recorder seen;
-  ts.srv.service("co").reqmod([&](icap::Request req) -> icap::Task {
+TEST_F(Coro, ReadingWithoutBodyThrowsEstate) {
+  co().reqmod([&](icap::Request req) -> icap::Task {
     try {
       co_await req.read_chunk();
     } catch (const icap::Error& e) {
@@ -272,19 +246,17 @@ struct MemberHandler {
   }
 };
 
-TEST(Coro, MemberFunctionCoroutineViaLambda) {
-  TestServer ts;
-  Recorder seen;
+TEST_F(Coro, MemberFunctionCoroutineViaLambda) {
   MemberHandler h{&seen};
-  ts.srv.service("co").reqmod([&h](icap::Request req) { return h.handle(req); });
+  co().reqmod([&h](icap::Request req) { return h.handle(req); });
   ts.start();
   EXPECT_EQ(reqmod_status(ts.port, "co"), 403);
   EXPECT_TRUE(seen.wait_for("member coroutine ran"));
 }
 
-TEST(Coro, ManyConcurrentCoroutines) {
-  TestServer ts(2);
-  ts.srv.service("co").respmod([](icap::Request req) -> icap::Task {
+TEST_F(Coro, ManyConcurrentCoroutines) {
+  ts.srv.workers(2);
+  co().respmod([](icap::Request req) -> icap::Task {
     std::string body;
     while (true) {
       icap::Chunk c = co_await req.read_chunk();
@@ -301,8 +273,8 @@ TEST(Coro, ManyConcurrentCoroutines) {
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 20; ++i) {
     clients.push_back(std::make_unique<Client>(ts.port));
-    clients.back()->send(icap_head("RESPMOD", ts.port, "co", "", kReqHdr, kResHdr, "res-body") +
-                         chunked_pieces({std::string(static_cast<std::size_t>(i + 1), 'a')}, ""));
+    std::string first(static_cast<std::size_t>(i + 1), 'a');
+    clients.back()->send(respmod_request(ts.port, "co", {first}, "", ""));
   }
   for (int i = 0; i < 20; ++i) clients[i]->send(chunked_pieces({"bb"}));
   for (int i = 0; i < 20; ++i) {

@@ -2,8 +2,9 @@
 /*
  * Test support for the C++ wrapper tests: an icap::Server running on
  * 127.0.0.1:0 in a thread, the raw-socket ICAP client and the request
- * builders of tests/common in the form these tests use, and a small
- * wait-with-timeout helper for events that happen on the server's threads.
+ * builders of tests/common in the form these tests use, a small
+ * wait-with-timeout helper for events that happen on the server's threads,
+ * and the exchanges and expectations that several tests share.
  */
 #ifndef ICAP_TESTS_CPP_TEST_SUPPORT_HPP
 #define ICAP_TESTS_CPP_TEST_SUPPORT_HPP
@@ -20,6 +21,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "builders.hpp"
 #include "client.hpp"
@@ -231,10 +234,6 @@ inline std::string icap_head(const std::string& method, int port, const std::str
   return m.str();
 }
 
-/* The status of a REQMOD (kReqHdr, no body) to `service`, on a new
- * connection. */
-int reqmod_status(int port, const std::string& service, const std::string& extra = "");
-
 inline const std::string kReqHdr =
     "GET http://example.com/path?q=1 HTTP/1.1\r\n"
     "Host: example.com\r\n"
@@ -248,10 +247,80 @@ inline const std::string kResHdr =
     "X-Keep: yes\r\n"
     "\r\n";
 
-inline int reqmod_status(int port, const std::string& service, const std::string& extra) {
+/* A REQMOD of kReqHdr, without a body, to `service`. */
+inline std::string reqmod_request(int port, const std::string& service,
+                                  const std::string& extra = "") {
+  return icap_head("REQMOD", port, service, extra, kReqHdr, "", "");
+}
+
+/* A RESPMOD of kReqHdr and kResHdr to `service` with the body `pieces`,
+ * ended by `terminator` as in chunked_pieces(). */
+inline std::string respmod_request(int port, const std::string& service,
+                                   const std::vector<std::string>& pieces,
+                                   const std::string& extra = "",
+                                   const std::string& terminator = "0\r\n\r\n") {
+  return icap_head("RESPMOD", port, service, extra, kReqHdr, kResHdr, "res-body") +
+         chunked_pieces(pieces, terminator);
+}
+
+/* The response to `request`, sent on a new connection. */
+inline Response response_to(int port, const std::string& request) {
   Client c(port);
-  c.send(icap_head("REQMOD", port, service, extra, kReqHdr, "", ""));
-  return c.read_response().status;
+  c.send(request);
+  return c.read_response();
+}
+
+/* The status of a REQMOD (kReqHdr, no body) to `service`, on a new
+ * connection. */
+inline int reqmod_status(int port, const std::string& service, const std::string& extra = "") {
+  return response_to(port, reqmod_request(port, service, extra)).status;
+}
+
+/* ---------------------------------------------------------- expecting --- */
+
+/* `request` on a new connection gets a 500 and the server closes the
+ * connection (what a failed handler gives). */
+inline void expect_500_and_close(int port, const std::string& request) {
+  Client c(port);
+  c.send(request);
+  Response r = c.read_response();
+  EXPECT_EQ(r.status, 500) << r.raw;
+  EXPECT_TRUE(c.closed_by_peer());
+}
+
+/* A RESPMOD to `service` with "Preview: <preview>" and the body `previewed`
+ * (no ieof) on a new connection: expects 100 Continue, sends the rest of the
+ * body and returns the final response. */
+inline Response respmod_after_continue(int port, const std::string& service, int preview,
+                                       const std::vector<std::string>& previewed,
+                                       const std::vector<std::string>& rest) {
+  Client c(port);
+  c.send(respmod_request(port, service, previewed, "Preview: " + std::to_string(preview) + "\r\n"));
+  Response cont = c.read_response();
+  EXPECT_EQ(cont.status, 100) << cont.raw;
+  c.send(chunked_pieces(rest));
+  return c.read_response();
+}
+
+/* A handler recorded "<what>: yes" or "<what>: no" each time it checked
+ * something: `answer` was recorded, the other answer never. */
+inline void expect_always(const Recorder& seen, const std::string& what,
+                          const std::string& answer) {
+  const std::string other = answer == "yes" ? "no" : "yes";
+  EXPECT_TRUE(seen.contains(what + ": " + answer)) << seen.joined();
+  EXPECT_FALSE(seen.contains(what + ": " + other)) << seen.joined();
+}
+
+/* Runs `srv` (a server the test set up itself) on 127.0.0.1, kernel-chosen
+ * port, in a thread while `body(port)` runs; then stops it. */
+template <class F>
+void while_running(icap::Server& srv, F&& body) {
+  srv.listen("127.0.0.1", 0);
+  int port = srv.port();
+  std::thread t([&] { srv.run(); });
+  body(port);
+  srv.stop();
+  t.join();
 }
 
 }  // namespace cpptest

@@ -105,12 +105,7 @@ TEST(Server, MoveKeepsServicesAndHandlers) {
   EXPECT_THROW(a.workers(1), icap::Error);
 
   b.workers(1);
-  b.listen("127.0.0.1", 0);
-  int port = b.port();
-  std::thread t([&] { b.run(); });
-  { EXPECT_EQ(reqmod_status(port, "moved"), 403); }
-  b.stop();
-  t.join();
+  while_running(b, [](int port) { EXPECT_EQ(reqmod_status(port, "moved"), 403); });
   EXPECT_TRUE(seen.contains("handled"));
 }
 
@@ -133,49 +128,58 @@ struct Seen {
   unsigned worker = 99;
 };
 
+/* What the accessors return in a handler, before it answers. */
+Seen accessors(icap::Request& req) {
+  Seen s;
+  // The ICAP request, and who sent it.
+  s.command = req.command();
+  s.method = req.method();
+  s.uri = req.request_uri();
+  s.version = req.version();
+  s.service = req.servicename();
+  if (auto v = req.icap_header("x-client-ip")) s.x_client_ip = std::string(*v);
+  s.client_ip = req.client_ip();
+  s.icap_headers = req.icap_headers();
+  s.allow = req.allow();
+  s.preview = req.preview();
+  s.encapsulated = req.encapsulated();
+  // The encapsulated HTTP request and response.
+  auto r = req.enc_req();
+  s.enc_req = {std::string(r[0]), std::string(r[1]), std::string(r[2])};
+  EXPECT_EQ(r.method, r[0]);
+  s.enc_req_headers = req.enc_req_headers();
+  if (auto v = req.enc_req_header("cookie", 1)) s.cookie2 = std::string(*v);
+  if (auto v = req.enc_req_header("X-Nope")) s.missing = std::string(*v);
+  s.raw_req_hdr = std::string(req.raw_section(ICAP_SECTION_REQ_HDR));
+  s.enc_res_headers = req.enc_res_headers();
+  auto st = req.enc_res_status();
+  s.res_version = st.version;
+  s.res_code = st.code;
+  s.res_reason = st.reason;
+  // The body, the loop thread and the answer so far.
+  s.has_body = req.has_body();
+  s.in_preview = req.in_preview();
+  s.ieof = req.ieof();
+  s.worker = req.worker();
+  s.code_before = req.icap_response_code();
+  return s;
+}
+
 TEST(Request, AccessorsOnReqmodGet) {
   TestServer ts;
   Slot<Seen> slot;
   ts.srv.service("acc").reqmod([&](icap::Request& req) {
-    Seen s;
-    s.command = req.command();
-    s.method = req.method();
-    s.uri = req.request_uri();
-    s.version = req.version();
-    s.service = req.servicename();
-    s.client_ip = req.client_ip();
-    auto r = req.enc_req();
-    s.enc_req = {std::string(r[0]), std::string(r[1]), std::string(r[2])};
-    EXPECT_EQ(r.method, r[0]);
-    s.enc_req_headers = req.enc_req_headers();
-    s.enc_res_headers = req.enc_res_headers();
-    s.icap_headers = req.icap_headers();
-    auto st = req.enc_res_status();
-    s.res_code = st.code;
-    s.has_body = req.has_body();
-    s.in_preview = req.in_preview();
-    s.ieof = req.ieof();
-    s.preview = req.preview();
-    s.allow = req.allow();
-    s.encapsulated = req.encapsulated();
-    s.raw_req_hdr = std::string(req.raw_section(ICAP_SECTION_REQ_HDR));
-    if (auto v = req.enc_req_header("cookie", 1)) s.cookie2 = std::string(*v);
-    if (auto v = req.icap_header("x-client-ip")) s.x_client_ip = std::string(*v);
-    if (auto v = req.enc_req_header("X-Nope")) s.missing = std::string(*v);
-    s.worker = req.worker();
-    s.code_before = req.icap_response_code();
+    Seen s = accessors(req);
     req.no_adaptation_required();
     s.code_after = req.icap_response_code();
     slot.set(s);
   });
   ts.start();
 
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "acc?mode=x",
-                   "Allow: 204, trailers\r\nX-Client-IP: 10.1.2.3\r\n"
-                   "X-Multi: a\r\nX-Multi: b\r\n",
-                   kReqHdr, "", ""));
-  Response r = c.read_response();
+  Response r =
+      response_to(ts.port, reqmod_request(ts.port, "acc?mode=x",
+                                          "Allow: 204, trailers\r\nX-Client-IP: 10.1.2.3\r\n"
+                                          "X-Multi: a\r\nX-Multi: b\r\n"));
   EXPECT_EQ(r.status, 204) << r.raw;
 
   auto s = slot.wait();
@@ -217,20 +221,7 @@ TEST(Request, AccessorsOnRespmodWithPreview) {
   Slot<Seen> slot;
   Recorder chunks;
   ts.srv.service("acc").respmod([&](icap::Request& req) {
-    Seen s;
-    s.command = req.command();
-    s.method = req.method();
-    auto st = req.enc_res_status();
-    s.res_version = st.version;
-    s.res_code = st.code;
-    s.res_reason = st.reason;
-    s.enc_req_headers = req.enc_req_headers();
-    s.enc_res_headers = req.enc_res_headers();
-    s.has_body = req.has_body();
-    s.preview = req.preview();
-    s.in_preview = req.in_preview();
-    s.allow = req.allow();
-    s.encapsulated = req.encapsulated();
+    Seen s = accessors(req);
     EXPECT_EQ(req.encapsulated(ICAP_SECTION_RES_HDR), static_cast<int64_t>(kReqHdr.size()));
     EXPECT_EQ(req.encapsulated(ICAP_SECTION_REQ_BODY), -1);
     slot.set(s);
@@ -253,11 +244,9 @@ TEST(Request, AccessorsOnRespmodWithPreview) {
   });
   ts.start();
 
-  Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "acc", "Preview: 10\r\nAllow: trailers, 206\r\n", kReqHdr,
-                   kResHdr, "res-body") +
-         chunked_pieces({"hello"}, kIeof));
-  Response r = c.read_response();
+  Response r = response_to(
+      ts.port,
+      respmod_request(ts.port, "acc", {"hello"}, "Preview: 10\r\nAllow: trailers, 206\r\n", kIeof));
   EXPECT_EQ(r.status, 204) << r.raw;
 
   auto s = slot.wait();
@@ -302,9 +291,7 @@ TEST(Request, OptionsHandlerOverridesGeneratedHeaders) {
       })
       .respmod([](icap::Request& req) { req.no_adaptation_required(); });
   ts.start();
-  Client c(ts.port);
-  c.send("OPTIONS icap://127.0.0.1/opt ICAP/1.0\r\nHost: x\r\n\r\n");
-  Response r = c.read_response();
+  Response r = response_to(ts.port, "OPTIONS icap://127.0.0.1/opt ICAP/1.0\r\nHost: x\r\n\r\n");
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.headers["Service"], "C++ test");
   EXPECT_EQ(r.headers["ISTag"], "\"tag-1\"");
@@ -334,9 +321,7 @@ TEST(Request, BlockPageInReqmod) {
     req.end();
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "block", "", kReqHdr, "", ""));
-  Response r = c.read_response();
+  Response r = response_to(ts.port, reqmod_request(ts.port, "block"));
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.headers["X-Verdict"], "blocked");
   EXPECT_NE(r.headers["Encapsulated"].find("res-hdr=0"), std::string_view::npos);
@@ -356,9 +341,7 @@ TEST(Request, SendErrorAndRequestLineRewrite) {
   ts.start();
   EXPECT_EQ(reqmod_status(ts.port, "err"), 403);
 
-  Client c2(ts.port);
-  c2.send(icap_head("REQMOD", ts.port, "rewrite", "", kReqHdr, "", ""));
-  Response r = c2.read_response();
+  Response r = response_to(ts.port, reqmod_request(ts.port, "rewrite"));
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.http_head.rfind("GET http://example.org/other HTTP/1.1\r\n", 0), 0u) << r.http_head;
   EXPECT_NE(r.headers["Encapsulated"].find("req-hdr=0"), std::string_view::npos);
@@ -372,9 +355,7 @@ TEST(Request, CopyHttpHeadWithSkipList) {
     req.send_headers(false);
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "hdr", "", kReqHdr, kResHdr, ""));
-  Response r = c.read_response();
+  Response r = response_to(ts.port, icap_head("RESPMOD", ts.port, "hdr", "", kReqHdr, kResHdr, ""));
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.http_head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << r.http_head;
   EXPECT_EQ(r.http_head.find("Server:"), std::string::npos) << r.http_head;
@@ -412,13 +393,7 @@ TEST(Exceptions, ThrowingHandlerGives500AndClose) {
       [](icap::Request&) { throw std::runtime_error("handler exploded"); });
   ts.srv.service("boom2").reqmod([](icap::Request&) { throw 42; });
   ts.start();
-  {
-    Client c(ts.port);
-    c.send(icap_head("REQMOD", ts.port, "boom", "", kReqHdr, "", ""));
-    Response r = c.read_response();
-    EXPECT_EQ(r.status, 500) << r.raw;
-    EXPECT_TRUE(c.closed_by_peer());
-  }
+  expect_500_and_close(ts.port, reqmod_request(ts.port, "boom"));
   EXPECT_TRUE(ts.log.wait_for("handler exploded")) << ts.log.joined();
   { EXPECT_EQ(reqmod_status(ts.port, "boom2"), 500); }
   EXPECT_TRUE(ts.log.wait_for("unknown exception")) << ts.log.joined();
@@ -433,12 +408,7 @@ TEST(Exceptions, ThrowingBodyCallbackAborts) {
         [](icap::Request&, const icap::ChunkView&) { throw std::logic_error("bad chunk"); });
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "body", "", kReqHdr, kResHdr, "res-body") +
-         chunked_pieces({"abc"}));
-  Response r = c.read_response();
-  EXPECT_EQ(r.status, 500) << r.raw;
-  EXPECT_TRUE(c.closed_by_peer());
+  expect_500_and_close(ts.port, respmod_request(ts.port, "body", {"abc"}));
   EXPECT_TRUE(ts.log.wait_for("bad chunk")) << ts.log.joined();
 }
 
@@ -462,12 +432,7 @@ TEST(Exceptions, LogCallbackThatThrowsIsContained) {
     seen.add("ok");
     throw std::runtime_error("reported to a throwing logger");
   });
-  s.listen("127.0.0.1", 0);
-  int port = s.port();
-  std::thread t([&] { s.run(); });
-  { EXPECT_EQ(reqmod_status(port, "x"), 500); }
-  s.stop();
-  t.join();
+  while_running(s, [](int port) { EXPECT_EQ(reqmod_status(port, "x"), 500); });
   EXPECT_TRUE(seen.contains("ok"));
 }
 
@@ -493,11 +458,9 @@ TEST(Streaming, PullReadEchoesMultiChunkBody) {
     Pump::next(req);
   });
   ts.start();
-  Client c(ts.port);
   std::string big(100000, 'x');
-  c.send(icap_head("RESPMOD", ts.port, "copy", "", kReqHdr, kResHdr, "res-body") +
-         chunked_pieces({"one,", "two,", big, "three"}));
-  Response r = c.read_response();
+  Response r =
+      response_to(ts.port, respmod_request(ts.port, "copy", {"one,", "two,", big, "three"}));
   EXPECT_EQ(r.status, 200) << r.status_line;
   EXPECT_EQ(r.body, "one,two," + big + "three");
 }
@@ -523,10 +486,7 @@ TEST(Streaming, PushModeWithPauseResume) {
     });
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "push", "", kReqHdr, kResHdr, "res-body") +
-         chunked_pieces({"ab", "cd", "ef"}));
-  Response r = c.read_response();
+  Response r = response_to(ts.port, respmod_request(ts.port, "push", {"ab", "cd", "ef"}));
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body, "6");
   EXPECT_TRUE(seen.wait_for("body=abcdef"));
@@ -557,13 +517,7 @@ TEST(Streaming, PreviewThenContinue) {
     (*step)(req);
   });
   ts.start();
-  Client c(ts.port);
-  c.send(icap_head("RESPMOD", ts.port, "prev", "Preview: 4\r\n", kReqHdr, kResHdr, "res-body") +
-         chunked_pieces({"abcd"}));
-  Response cont = c.read_response();
-  EXPECT_EQ(cont.status, 100) << cont.raw;
-  c.send(chunked_pieces({"efgh", "ij"}));
-  Response r = c.read_response();
+  Response r = respmod_after_continue(ts.port, "prev", 4, {"abcd"}, {"efgh", "ij"});
   EXPECT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body, "abcdefghij");
   EXPECT_TRUE(seen.wait_for("preview_end in_preview=1")) << seen.joined();
@@ -640,10 +594,8 @@ TEST(Callbacks, OffloadRunsOnPoolAndThenOnLoopThread) {
     EXPECT_EQ(reqmod_status(ts.port, "off"), 403);
   }
   EXPECT_TRUE(seen.wait_for("result=42"));
-  EXPECT_TRUE(seen.contains("work on loop thread: no")) << seen.joined();
-  EXPECT_FALSE(seen.contains("work on loop thread: yes")) << seen.joined();
-  EXPECT_TRUE(seen.contains("then on loop thread: yes")) << seen.joined();
-  EXPECT_FALSE(seen.contains("then on loop thread: no")) << seen.joined();
+  expect_always(seen, "work on loop thread", "no");
+  expect_always(seen, "then on loop thread", "yes");
   EXPECT_EQ(reqmod_status(ts.port, "offvoid"), 404);
 }
 
@@ -692,12 +644,12 @@ TEST(Callbacks, MemberFunctionHandlerViaLambdaAndStdFunction) {
   });
   ts.start();
   Client c(ts.port);
-  c.send(icap_head("REQMOD", ts.port, "member", "", kReqHdr, "", ""));
+  c.send(reqmod_request(ts.port, "member"));
   EXPECT_EQ(c.read_response().status, 403);
-  c.send(icap_head("REQMOD", ts.port, "stdfn", "", kReqHdr, "", ""));
+  c.send(reqmod_request(ts.port, "stdfn"));
   EXPECT_EQ(c.read_response().status, 404);
   Client c2(ts.port);
-  c2.send(icap_head("REQMOD", ts.port, "moveonly", "", kReqHdr, "", ""));
+  c2.send(reqmod_request(ts.port, "moveonly"));
   EXPECT_EQ(c2.read_response().status, 405);
 }
 

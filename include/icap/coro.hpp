@@ -315,12 +315,7 @@ struct OffloadAwaiter {
 
   // Thread pool: only the work, no request access.
   static void work_cb(void* user) noexcept {
-    auto* self = static_cast<OffloadAwaiter*>(user);
-    try {
-      self->result.fill(self->work);
-    } catch (...) {
-      self->error = std::current_exception();
-    }
+    run_offload_work(*static_cast<OffloadAwaiter*>(user));
   }
   // Loop thread.
   static void done_cb(icap_request*, int st, void* user) noexcept {

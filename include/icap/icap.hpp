@@ -544,6 +544,18 @@ struct Slot<void> {
   }
 };
 
+/* The thread-pool half of an offload (OffloadOp, and OffloadAwaiter in
+ * icap/coro.hpp): runs op.work, keeping its result in op.result or what it
+ * threw in op.error. */
+template <class Op>
+void run_offload_work(Op& op) noexcept {
+  try {
+    op.result.fill(op.work);
+  } catch (...) {
+    op.error = std::current_exception();
+  }
+}
+
 #if defined(__cpp_impl_coroutine)
 /* Defined in icap/coro.hpp. */
 struct ChunkAwaiter;
@@ -1029,14 +1041,7 @@ struct OffloadOp {
   OffloadOp(ServerState* s, Work w, Then t) : state(s), work(std::move(w)), then(std::move(t)) {}
 
   // Thread pool: no request access here.
-  static void work_cb(void* user) noexcept {
-    auto* op = static_cast<OffloadOp*>(user);
-    try {
-      op->result.fill(op->work);
-    } catch (...) {
-      op->error = std::current_exception();
-    }
-  }
+  static void work_cb(void* user) noexcept { run_offload_work(*static_cast<OffloadOp*>(user)); }
   // Loop thread.
   static void done_cb(icap_request* r, int status, void* user) noexcept {
     std::unique_ptr<OffloadOp> op(static_cast<OffloadOp*>(user));

@@ -103,8 +103,7 @@ TEST(Backpressure, NonReadingClientBoundsMemoryAndEchoIsExact) {
     Client w;
     ASSERT_EQ(w.connect(s.port()), 0);
     for (int i = 0; i < 20; i++) {
-      ASSERT_TRUE(w.send_all(respmod("echo", std::string(100000, 'w'))));
-      Response r = w.read_response();
+      Response r = round_trip(w, respmod("echo", std::string(100000, 'w')));
       ASSERT_TRUE(r.ok) << r.error;
     }
   }
@@ -140,13 +139,11 @@ TEST(Backpressure, NonReadingClientBoundsMemoryAndEchoIsExact) {
   {
     Client other;
     ASSERT_EQ(other.connect(s.port()), 0);
-    ASSERT_TRUE(other.send_all(options_request("echo")));
-    Response r = other.read_response(ms(3000));
+    Response r = round_trip(other, options_request("echo"), ms(3000));
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.code, 200);
     std::string body(200000, 'o');
-    ASSERT_TRUE(other.send_all(respmod("echo", body)));
-    r = other.read_response(ms(3000));
+    r = round_trip(other, respmod("echo", body), ms(3000));
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.code, 200);
     EXPECT_TRUE(r.body == body);
@@ -185,8 +182,7 @@ TEST(Backpressure, NonReadingClientBoundsMemoryAndEchoIsExact) {
   EXPECT_EQ(calls.load(), 20 + 1 + 1);
 
   // The connection is still usable.
-  ASSERT_TRUE(big.send_all(options_request("echo")));
-  Response r = big.read_response();
+  Response r = round_trip(big, options_request("echo"));
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.code, 200);
 }
@@ -195,16 +191,12 @@ TEST(Backpressure, NonReadingClientBoundsMemoryAndEchoIsExact) {
 
 namespace {
 
-struct DisconnectCtx {
-  std::atomic<int> handler_calls{0};
+struct DisconnectCtx : DoneLog {
   std::atomic<uint64_t> body_bytes{0};
   std::atomic<int> body_end{0};
   std::atomic<int> body_errors{0};
   std::atomic<int> body_after_error{0};
-  std::atomic<int> done_calls{0};
   std::atomic<int> live{0};  // per-request records not yet freed
-  std::mutex mu;
-  std::vector<int> done_status;
   std::vector<int> body_error_status;
 };
 
@@ -219,11 +211,7 @@ void rec_done(icap_request *req, int status, void *user) {
   DisconnectCtx *ctx = rec->ctx;
   if (rec->done) ADD_FAILURE() << "done callback called twice";
   rec->done = true;
-  {
-    std::lock_guard<std::mutex> g(ctx->mu);
-    ctx->done_status.push_back(status);
-  }
-  ctx->done_calls++;
+  ctx->record(status);
   EXPECT_EQ(icap_request_get_data(req), rec);
   delete rec;
   ctx->live--;
@@ -261,7 +249,7 @@ void push_body(icap_request *req, int status, const char *, size_t len, void *us
   count_piece(req, status, len, static_cast<ReqRec *>(user));
 }
 
-// What both handlers do first: count the call and track the request.
+// What every handler here does first: count the call and track the request.
 ReqRec *start_rec(icap_request *req, void *user) {
   auto *ctx = static_cast<DisconnectCtx *>(user);
   ctx->handler_calls++;
@@ -292,20 +280,20 @@ int read_handler(icap_request *req, void *user) {
   return 0;
 }
 
+// Neither reads nor answers.
+int waiting_handler(icap_request *req, void *user) {
+  start_rec(req, user);
+  return 0;
+}
+
 void run_disconnect_test(icap_handler_cb handler) {
   DisconnectCtx ctx;
   TestServer s;
-  icap_service *svc = s.add_service("sink");
-  ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, handler, &ctx), 0);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_handler(s, "sink", ICAP_METHOD_RESPMOD, handler, &ctx));
 
   // Control: a complete request reaches END and is answered; done gets 0.
   {
-    Client c;
-    ASSERT_EQ(c.connect(s.port()), 0);
-    ASSERT_TRUE(c.send_all(respmod("sink", std::string(5000, 'x'), "", 1000)));
-    Response r = c.read_response();
+    Response r = round_trip(s.port(), respmod("sink", std::string(5000, 'x'), "", 1000));
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.code, 200);
     EXPECT_EQ(r.http_head().rfind("HTTP/1.1 403 Forbidden\r\n", 0), 0u) << r.http_head();
@@ -324,20 +312,13 @@ void run_disconnect_test(icap_handler_cb handler) {
   std::vector<Client> clients(kClients);
   std::string head = respmod_head("sink", 1000000);
   std::string chunk = "3e8\r\n" + std::string(1000, 'y') + "\r\n";
-  for (auto &c : clients) {
-    ASSERT_EQ(c.connect(s.port()), 0);
-    ASSERT_TRUE(c.send_all(head + chunk + chunk + chunk));
-  }
+  ASSERT_TRUE(
+      connect_and_send(clients, s.port(), [&](int) { return head + chunk + chunk + chunk; }));
   ASSERT_TRUE(wait_until([&] { return ctx.body_bytes.load() == control_bytes + kClients * 3000u; },
                          ms(5000)))
       << "the handlers did not get the first chunks: " << ctx.body_bytes.load();
   EXPECT_EQ(ctx.done_calls.load(), 1);
-  for (int i = 0; i < kClients; i++) {
-    if (i % 2)
-      clients[i].reset();
-    else
-      clients[i].close();
-  }
+  for (int i = 0; i < kClients; i++) vanish(clients[i], i);
   EXPECT_TRUE(wait_until([&] { return ctx.done_calls.load() == 1 + kClients; }, ms(5000)))
       << "done callbacks: " << ctx.done_calls.load() - 1 << " of " << kClients << "\n"
       << s.logs_text();
@@ -348,10 +329,9 @@ void run_disconnect_test(icap_handler_cb handler) {
   EXPECT_EQ(ctx.body_end.load(), 1) << "a vanished client's body was reported complete";
   EXPECT_EQ(ctx.body_after_error.load(), 0);
   EXPECT_EQ(ctx.live.load(), 0);
+  expect_statuses(ctx, ICAP_ECONNRESET);
   {
     std::lock_guard<std::mutex> g(ctx.mu);
-    for (int st : ctx.done_status)
-      EXPECT_EQ(st, ICAP_ECONNRESET) << "done status " << icap_err_name(st);
     // The body callback was active, so it is told of the failure once.
     EXPECT_EQ(ctx.body_error_status.size(), static_cast<size_t>(kClients));
     for (int st : ctx.body_error_status)
@@ -359,10 +339,7 @@ void run_disconnect_test(icap_handler_cb handler) {
   }
 
   // The server is still fine.
-  Client c;
-  ASSERT_EQ(c.connect(s.port()), 0);
-  ASSERT_TRUE(c.send_all(options_request("sink")));
-  Response r = c.read_response();
+  Response r = round_trip(s.port(), options_request("sink"));
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.code, 200);
 }
@@ -373,107 +350,69 @@ TEST(Disconnect, MidBodyNotifiesPushHandler) { run_disconnect_test(push_handler)
 
 TEST(Disconnect, MidBodyFailsPendingReadChunk) { run_disconnect_test(read_handler); }
 
+namespace {
+
+int echo_with_done(icap_request *req, void *user) {
+  EXPECT_EQ(static_cast<DoneLog *>(user)->track(req), 0);
+  return icap_request_no_adaptation(req);
+}
+
+// Six clients send request(i) to `s`; once the handler has been called for
+// each, `go_away` makes them vanish, and every done callback in `log` must
+// then say ICAP_ECONNRESET.
+void run_vanishing_clients(TestServer &s, DoneLog &log,
+                           const std::function<std::string(int)> &request,
+                           const std::function<void(std::vector<Client> &)> &go_away) {
+  const int kClients = 6;
+  std::vector<Client> clients(kClients);
+  ASSERT_TRUE(connect_and_send(clients, s.port(), request));
+  ASSERT_TRUE(wait_until([&] { return log.handler_calls.load() == kClients; }, ms(3000)));
+  go_away(clients);
+  expect_all_done(log, kClients, ICAP_ECONNRESET, s);
+}
+
+}  // namespace
+
 // A client that vanishes while the handler has not touched the body and
 // has not answered: the done callback still reports ECONNRESET.
 TEST(Disconnect, BeforeAnswerNotifiesDoneCallback) {
   DisconnectCtx ctx;
   TestServer s;
-  icap_service *svc = s.add_service("wait");
-  ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(
-                svc, ICAP_METHOD_RESPMOD,
-                [](icap_request *req, void *user) -> int {
-                  auto *ctx = static_cast<DisconnectCtx *>(user);
-                  ctx->handler_calls++;
-                  auto *rec = new ReqRec{ctx};
-                  ctx->live++;
-                  icap_request_set_data(req, rec);
-                  return icap_request_on_done(req, rec_done, rec);
-                },
-                &ctx),
-            0);
-  ASSERT_TRUE(s.start());
-  const int kClients = 6;
-  std::vector<Client> clients(kClients);
-  for (int i = 0; i < kClients; i++) {
-    ASSERT_EQ(clients[i].connect(s.port()), 0);
-    // Half send the whole body, half only part of it.
-    std::string req = respmod("wait", std::string(3000, 'z'), "", 1000);
-    if (i % 2) req.resize(req.size() - 1500);
-    ASSERT_TRUE(clients[i].send_all(req));
-  }
-  ASSERT_TRUE(wait_until([&] { return ctx.handler_calls.load() == kClients; }, ms(3000)));
-  for (int i = 0; i < kClients; i++) clients[i].reset();
-  EXPECT_TRUE(wait_until([&] { return ctx.done_calls.load() == kClients; }, ms(5000)))
-      << ctx.done_calls.load() << " of " << kClients << "\n"
-      << s.logs_text();
+  ASSERT_TRUE(start_with_handler(s, "wait", ICAP_METHOD_RESPMOD, waiting_handler, &ctx));
+  run_vanishing_clients(
+      s, ctx,
+      [](int i) {
+        // Half send the whole body, half only part of it.
+        std::string req = respmod("wait", std::string(3000, 'z'), "", 1000);
+        if (i % 2) req.resize(req.size() - 1500);
+        return req;
+      },
+      [](std::vector<Client> &clients) {
+        for (auto &c : clients) c.reset();
+      });
   EXPECT_EQ(ctx.live.load(), 0);
-  std::lock_guard<std::mutex> g(ctx.mu);
-  for (int st : ctx.done_status) EXPECT_EQ(st, ICAP_ECONNRESET) << icap_err_name(st);
 }
-
-namespace {
-
-struct EchoDoneCtx {
-  std::atomic<int> handler_calls{0};
-  std::atomic<int> done_calls{0};
-  std::mutex mu;
-  std::vector<int> done_status;
-};
-
-int echo_with_done(icap_request *req, void *user) {
-  auto *ctx = static_cast<EchoDoneCtx *>(user);
-  ctx->handler_calls++;
-  EXPECT_EQ(icap_request_on_done(
-                req,
-                [](icap_request *, int st, void *u) {
-                  auto *ctx = static_cast<EchoDoneCtx *>(u);
-                  std::lock_guard<std::mutex> g(ctx->mu);
-                  ctx->done_status.push_back(st);
-                  ctx->done_calls++;
-                },
-                ctx),
-            0);
-  return icap_request_no_adaptation(req);
-}
-
-}  // namespace
 
 // The handler answered (an echo that streams the body back) and the client
 // vanishes halfway through its body: the done callback says ECONNRESET,
 // never 0.
 TEST(Disconnect, DuringEchoNotifiesDoneCallback) {
-  EchoDoneCtx ctx;
+  DoneLog ctx;
   TestServer s;
-  icap_service *svc = s.add_service("echo");
-  ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, echo_with_done, &ctx), 0);
-  ASSERT_TRUE(s.start());
-  const int kClients = 6;
-  std::vector<Client> clients(kClients);
+  ASSERT_TRUE(start_with_handler(s, "echo", ICAP_METHOD_RESPMOD, echo_with_done, &ctx));
   std::string chunk = "400\r\n" + std::string(1024, 'e') + "\r\n";
-  for (int i = 0; i < kClients; i++) {
-    ASSERT_EQ(clients[i].connect(s.port()), 0);
-    ASSERT_TRUE(clients[i].send_all(respmod_head("echo", 100 * 1024) + chunk + chunk));
-  }
-  ASSERT_TRUE(wait_until([&] { return ctx.handler_calls.load() == kClients; }, ms(3000)));
-  // The echo has started: each client sees the 200 head and the first data.
-  for (auto &c : clients) {
-    ASSERT_TRUE(
-        wait_until([&] { return c.wait_closed(ms(1)) || c.pending().size() > 2048; }, ms(3000)));
-    EXPECT_EQ(c.pending().rfind("ICAP/1.0 200 ", 0), 0u);
-  }
-  for (int i = 0; i < kClients; i++) {
-    if (i % 2)
-      clients[i].reset();
-    else
-      clients[i].close();
-  }
-  EXPECT_TRUE(wait_until([&] { return ctx.done_calls.load() == kClients; }, ms(5000)))
-      << ctx.done_calls.load() << " of " << kClients << "\n"
-      << s.logs_text();
-  std::lock_guard<std::mutex> g(ctx.mu);
-  for (int st : ctx.done_status) EXPECT_EQ(st, ICAP_ECONNRESET) << icap_err_name(st);
+  run_vanishing_clients(
+      s, ctx, [&](int) { return respmod_head("echo", 100 * 1024) + chunk + chunk; },
+      [](std::vector<Client> &clients) {
+        // The echo has started: each client sees the 200 head and the first
+        // data.
+        for (auto &c : clients) {
+          ASSERT_TRUE(wait_until([&] { return c.wait_closed(ms(1)) || c.pending().size() > 2048; },
+                                 ms(3000)));
+          EXPECT_EQ(c.pending().rfind("ICAP/1.0 200 ", 0), 0u);
+        }
+        for (size_t i = 0; i < clients.size(); i++) vanish(clients[i], static_cast<int>(i));
+      });
 }
 
 // ------------------------------------------------------- pause / resume ---
@@ -541,10 +480,7 @@ int pausing_handler(icap_request *req, void *user) {
 TEST(Backpressure, PausedPushBodyBoundsMemory) {
   PauseCtx ctx;
   TestServer s;
-  icap_service *svc = s.add_service("pause");
-  ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, pausing_handler, &ctx), 0);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_handler(s, "pause", ICAP_METHOD_RESPMOD, pausing_handler, &ctx));
 
   const uint64_t kTotal = 32 * MiB;
   Client c;

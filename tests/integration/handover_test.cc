@@ -79,10 +79,9 @@ TEST(ListenFd, TwoWorkersServeAnAdoptedSocketAndLeaveItsBacklog) {
   int given = fcntl(held, F_DUPFD_CLOEXEC, 0);
   ASSERT_GE(given, 0);
 
-  TestServer s;
+  TestServer s(2);
   std::atomic<int> calls{0};
   ASSERT_NE(add_echo_service(s, "echo", &calls), nullptr);
-  s.set_workers(2);
   ASSERT_EQ(icap_server_listen_fd(s.srv(), given), 0);
   EXPECT_EQ(icap_server_port(s.srv(), 0), port);
   ASSERT_TRUE(s.start());  // also listens on a port of its own (index 1)
@@ -92,9 +91,8 @@ TEST(ListenFd, TwoWorkersServeAnAdoptedSocketAndLeaveItsBacklog) {
   for (int i = 0; i < kClients; i++) {
     Client c;
     ASSERT_EQ(c.connect(port), 0);
-    ASSERT_TRUE(c.send_all(
-        reqmod_get("echo", "http://origin.example/" + std::to_string(i), "Allow: 204\r\n")));
-    Response r = c.read_response();
+    Response r = round_trip(
+        c, reqmod_get("echo", "http://origin.example/" + std::to_string(i), "Allow: 204\r\n"));
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.code, 204);
   }
@@ -118,23 +116,17 @@ TEST(ListenFd, TwoWorkersServeAnAdoptedSocketAndLeaveItsBacklog) {
 // would lose that request; it must be answered, with Connection: close,
 // and only then closed.
 TEST(Drain, RequestArrivingOnIdleConnectionJustAfterStopIsAnswered) {
-  TestServer s;
-  ASSERT_NE(add_echo_service(s, "echo"), nullptr);
-  s.set_workers(1);
-  ASSERT_TRUE(s.start());
+  TestServer s(1);
+  ASSERT_TRUE(start_with_echo(s));
   Client c;
-  ASSERT_EQ(c.connect(s.port()), 0);
-  ASSERT_TRUE(c.send_all(options_request("echo")));
-  Response r1 = c.read_response();
-  ASSERT_TRUE(r1.ok) << r1.error;
-  EXPECT_FALSE(r1.conn_close());
+  ASSERT_TRUE(open_idle(c, s));
 
   s.stop();
   // Let the loop begin the drain before the request arrives.
   std::this_thread::sleep_for(ms(100));
   EXPECT_FALSE(s.returned()) << "run returned with a connection that may still send";
-  ASSERT_TRUE(c.send_all(reqmod_get("echo", "http://origin.example/late", "Allow: 204\r\n")));
-  Response r2 = c.read_response(ms(5000));
+  Response r2 =
+      round_trip(c, reqmod_get("echo", "http://origin.example/late", "Allow: 204\r\n"), ms(5000));
   ASSERT_TRUE(r2.ok) << r2.error << "\n" << s.logs_text();
   EXPECT_EQ(r2.code, 204);
   EXPECT_TRUE(r2.conn_close()) << "an answer during the drain must close the connection";
@@ -153,9 +145,7 @@ TEST(Drain, IdleConnectionIsClosedAfterTheGraceNotAtTheDrainTimeout) {
   s.set_limit(ICAP_LIMIT_DRAIN_TIMEOUT_MS, 20000);
   ASSERT_TRUE(s.start());
   Client c;
-  ASSERT_EQ(c.connect(s.port()), 0);
-  ASSERT_TRUE(c.send_all(options_request("echo")));
-  ASSERT_TRUE(c.read_response().ok);
+  ASSERT_TRUE(open_idle(c, s));
   s.stop();
   EXPECT_TRUE(c.wait_closed(ms(10000))) << "idle connection not closed during the drain";
   EXPECT_TRUE(c.pending().empty()) << c.pending();

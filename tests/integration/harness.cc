@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -12,10 +13,8 @@ namespace itest {
 
 // ------------------------------------------------------------- server ---
 
-TestServer::TestServer() {
-  // Small, predictable default for tests; a test may override it.
-  icap_server_set_workers(srv(), 2);
-}
+// Two workers by default: small and predictable.
+TestServer::TestServer(unsigned workers) { set_workers(workers); }
 
 icap_service *TestServer::add_service(const char *name) {
   icap_service *svc = nullptr;
@@ -116,6 +115,60 @@ icap_service *add_echo_service(TestServer &s, const char *name, std::atomic<int>
 }
 
 bool start_with_echo(TestServer &s) { return add_echo_service(s, "echo") && s.start(); }
+
+bool start_with_mod_service(TestServer &s, const char *name, icap_handler_cb handler, void *user) {
+  return add_mod_service(s, name, handler, user) && s.start();
+}
+
+bool start_with_handler(TestServer &s, const char *name, icap_method method,
+                        icap_handler_cb handler, void *user) {
+  icap_service *svc = s.add_service(name);
+  if (!svc) return false;
+  int rc = icap_service_set_handler(svc, method, handler, user);
+  EXPECT_EQ(rc, 0) << "icap_service_set_handler(" << name << "): " << icap_strerror(rc);
+  return rc == 0 && s.start();
+}
+
+void expect_statuses(DoneLog &log, int status) {
+  for (int st : log.statuses()) EXPECT_EQ(st, status) << "done status " << icap_err_name(st);
+}
+
+void expect_all_done(DoneLog &log, int n, int status, TestServer &s, ms timeout) {
+  EXPECT_TRUE(wait_until([&] { return log.done_calls.load() == n; }, timeout))
+      << log.done_calls.load() << " of " << n << " done callbacks\n"
+      << s.logs_text();
+  expect_statuses(log, status);
+}
+
+bool connect_and_send(std::vector<Client> &clients, int port,
+                      const std::function<std::string(int)> &request) {
+  for (size_t i = 0; i < clients.size(); i++) {
+    int rc = clients[i].connect(port);
+    EXPECT_EQ(rc, 0) << "client " << i << ": connect: " << strerror(-rc);
+    if (rc != 0) return false;
+    bool sent = clients[i].send_all(request(static_cast<int>(i)));
+    EXPECT_TRUE(sent) << "client " << i << ": the request could not be sent";
+    if (!sent) return false;
+  }
+  return true;
+}
+
+bool open_idle(Client &c, TestServer &s) {
+  int rc = c.connect(s.port());
+  EXPECT_EQ(rc, 0) << "connect: " << strerror(-rc);
+  if (rc != 0) return false;
+  Response r = round_trip(c, options_request("echo"));
+  EXPECT_TRUE(r.ok) << r.error;
+  EXPECT_FALSE(r.ok && r.conn_close()) << "the OPTIONS answer closes the connection";
+  return r.ok && !r.conn_close();
+}
+
+void vanish(Client &c, int i) {
+  if (i % 2)
+    c.reset();
+  else
+    c.close();
+}
 
 bool wait_until(const std::function<bool()> &pred, ms timeout) {
   auto deadline = Clock::now() + timeout;

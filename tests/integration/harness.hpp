@@ -16,29 +16,33 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "builders.hpp"
 #include "client.hpp"
+#include "fixtures.hpp"
 #include "server_thread.hpp"
 
 namespace itest {
 
 using icaptest::Client;
 using icaptest::Clock;
+using icaptest::DoneLog;
 using icaptest::fill_pattern;
 using icaptest::ms;
 using icaptest::pattern_byte;
+using icaptest::round_trip;
 using Response = icaptest::Reply;
 
 // ------------------------------------------------------------- server ---
 
-// The server thread of tests/common with two workers by default, whose
+// The server thread of tests/common with `workers` worker loops, whose
 // configuration calls record a test failure when they fail. Configure
 // through srv() (or the helpers) before start(); the destructor stops and
 // joins, then frees.
 class TestServer : public icaptest::ServerThread {
  public:
-  TestServer();
+  explicit TestServer(unsigned workers = 2);
 
   // Adds a service; fails the test (returns nullptr) on error.
   icap_service *add_service(const char *name);
@@ -94,6 +98,31 @@ icap_service *add_echo_service(TestServer &s, const char *name, std::atomic<int>
 // Registers the echo service "echo" and starts the server; false (with a
 // recorded failure) if either fails.
 bool start_with_echo(TestServer &s);
+// Registers `name` with `handler` for REQMOD and RESPMOD and starts the
+// server; false (with a recorded failure) if either fails.
+bool start_with_mod_service(TestServer &s, const char *name, icap_handler_cb handler, void *user);
+// Registers `name` with `handler` for `method` only and starts the server;
+// false (with a recorded failure) if a call fails.
+bool start_with_handler(TestServer &s, const char *name, icap_method method,
+                        icap_handler_cb handler, void *user);
+
+// Expects every done callback recorded in `log` to have said `status`.
+void expect_statuses(DoneLog &log, int status);
+// Waits up to `timeout` for `n` done callbacks in `log` (a failure shows
+// the server's log), then expect_statuses().
+void expect_all_done(DoneLog &log, int n, int status, TestServer &s, ms timeout = ms(5000));
+
+// Connects each of `clients` to 127.0.0.1:port and sends it request(i), `i`
+// its index; false (with a recorded failure) at the first that fails.
+bool connect_and_send(std::vector<Client> &clients, int port,
+                      const std::function<std::string(int)> &request);
+// Connects `c` to `s` and has an OPTIONS of "echo" answered on it without
+// Connection: close: the connection is then idle and kept alive. False
+// (with a recorded failure) if not.
+bool open_idle(Client &c, TestServer &s);
+// Makes a client go away mid-transaction: an odd-numbered one (`i`) with a
+// reset, the others with a FIN.
+void vanish(Client &c, int i);
 
 // Polls `pred` every 5 ms until it is true or the timeout passes.
 bool wait_until(const std::function<bool()> &pred, ms timeout);

@@ -91,9 +91,7 @@ std::string mixed_request(int i, const std::string &service) {
 TEST(KeepAlive, ThousandMixedTransactionsOnOneConnection) {
   PortLog log;
   TestServer s;
-  icap_service *svc = add_mod_service(s, "echo", recording_echo, &log);
-  ASSERT_NE(svc, nullptr);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_mod_service(s, "echo", recording_echo, &log));
 
   Client c;
   ASSERT_EQ(c.connect(s.port()), 0);
@@ -265,8 +263,7 @@ TEST(KeepAlive, PipelinedRequestsAnsweredInOrder) {
       }
     }
     // The connection is still usable afterwards.
-    ASSERT_TRUE(c.send_all(options_request("echo")));
-    Response r = c.read_response();
+    Response r = round_trip(c, options_request("echo"));
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.code, 200);
   }

@@ -17,24 +17,11 @@ namespace {
 
 // ------------------------------------------------------ delayed answers ---
 
-struct SlowCtx {
-  std::atomic<int> handler_calls{0};
+struct SlowCtx : DoneLog {
   std::atomic<int> answered{0};
-  std::atomic<int> done_calls{0};
   std::atomic<int> offload_canceled{0};
   int delay_ms = 300;
-  std::mutex mu;
-  std::vector<int> done_status;
 };
-
-void slow_done(icap_request *, int status, void *user) {
-  auto *ctx = static_cast<SlowCtx *>(user);
-  {
-    std::lock_guard<std::mutex> g(ctx->mu);
-    ctx->done_status.push_back(status);
-  }
-  ctx->done_calls++;
-}
 
 void slow_work(void *user) {
   auto *ctx = static_cast<SlowCtx *>(user);
@@ -63,17 +50,12 @@ void slow_answer(icap_request *req, int status, void *user) {
 
 int slow_handler(icap_request *req, void *user) {
   auto *ctx = static_cast<SlowCtx *>(user);
-  ctx->handler_calls++;
-  EXPECT_EQ(icap_request_on_done(req, slow_done, ctx), 0);
+  EXPECT_EQ(ctx->track(req), 0);
   return icap_request_offload(req, slow_work, slow_answer, ctx);
 }
 
 icap_service *add_slow_service(TestServer &s, SlowCtx *ctx) {
-  icap_service *svc = s.add_service("slow");
-  if (!svc) return nullptr;
-  EXPECT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, slow_handler, ctx), 0);
-  EXPECT_EQ(icap_service_set_handler(svc, ICAP_METHOD_RESPMOD, slow_handler, ctx), 0);
-  return svc;
+  return add_mod_service(s, "slow", slow_handler, ctx);
 }
 
 }  // namespace
@@ -90,21 +72,15 @@ TEST(Stop, GracefulStopFinishesInFlightTransactions) {
   ASSERT_TRUE(start_with_echo(s));
 
   Client idle;
-  ASSERT_EQ(idle.connect(s.port()), 0);
-  ASSERT_TRUE(idle.send_all(options_request("echo")));
-  Response ir = idle.read_response();
-  ASSERT_TRUE(ir.ok) << ir.error;
-  EXPECT_FALSE(ir.conn_close());
+  ASSERT_TRUE(open_idle(idle, s));
 
   const int kClients = 20;
   std::vector<Client> clients(kClients);
   auto body_of = [](int i) { return std::string(static_cast<size_t>(1000 + i * 100), 'b'); };
-  for (int i = 0; i < kClients; i++) {
-    ASSERT_EQ(clients[i].connect(s.port()), 0);
-    std::string req = i % 2 ? respmod("slow", body_of(i), "", 400)
-                            : reqmod_get("slow", "http://origin.example/" + std::to_string(i));
-    ASSERT_TRUE(clients[i].send_all(req));
-  }
+  ASSERT_TRUE(connect_and_send(clients, s.port(), [&](int i) {
+    return i % 2 ? respmod("slow", body_of(i), "", 400)
+                 : reqmod_get("slow", "http://origin.example/" + std::to_string(i));
+  }));
   ASSERT_TRUE(wait_until([&] { return ctx.handler_calls.load() == kClients; }, ms(5000)));
   ASSERT_LT(ctx.answered.load(), kClients / 2) << "the handlers answered too fast for this test";
 
@@ -167,54 +143,21 @@ TEST(Stop, GracefulStopFinishesInFlightTransactions) {
   EXPECT_EQ(ctx.answered.load(), kClients);
   EXPECT_EQ(ctx.offload_canceled.load(), 0);
   EXPECT_EQ(ctx.done_calls.load(), kClients);
-  std::lock_guard<std::mutex> g(ctx.mu);
-  for (int st : ctx.done_status) EXPECT_EQ(st, 0) << icap_err_name(st);
+  expect_statuses(ctx, 0);
 }
-
-namespace {
-
-struct StuckCtx {
-  std::atomic<int> handler_calls{0};
-  std::atomic<int> done_calls{0};
-  std::mutex mu;
-  std::vector<int> done_status;
-};
-
-}  // namespace
 
 // A handler that never answers cannot hold the stop forever: after the
 // drain timeout the connection is closed and the done callback says
 // ICAP_ECANCELED.
 TEST(Stop, DrainTimeoutEndsStuckTransactions) {
-  StuckCtx ctx;
+  DoneLog ctx;
   TestServer s;
   s.set_limit(ICAP_LIMIT_DRAIN_TIMEOUT_MS, 400);
-  icap_service *svc = s.add_service("stuck");
-  ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(
-                svc, ICAP_METHOD_REQMOD,
-                [](icap_request *req, void *user) -> int {
-                  auto *ctx = static_cast<StuckCtx *>(user);
-                  ctx->handler_calls++;
-                  return icap_request_on_done(
-                      req,
-                      [](icap_request *, int st, void *u) {
-                        auto *ctx = static_cast<StuckCtx *>(u);
-                        std::lock_guard<std::mutex> g(ctx->mu);
-                        ctx->done_status.push_back(st);
-                        ctx->done_calls++;
-                      },
-                      ctx);
-                },
-                &ctx),
-            0);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_handler(s, "stuck", ICAP_METHOD_REQMOD, DoneLog::track_only, &ctx));
   const int kClients = 4;
   std::vector<Client> clients(kClients);
-  for (auto &c : clients) {
-    ASSERT_EQ(c.connect(s.port()), 0);
-    ASSERT_TRUE(c.send_all(reqmod_get("stuck", "http://origin.example/")));
-  }
+  ASSERT_TRUE(connect_and_send(clients, s.port(),
+                               [](int) { return reqmod_get("stuck", "http://origin.example/"); }));
   ASSERT_TRUE(wait_until([&] { return ctx.handler_calls.load() == kClients; }, ms(3000)));
   auto t0 = Clock::now();
   s.stop();
@@ -224,8 +167,7 @@ TEST(Stop, DrainTimeoutEndsStuckTransactions) {
   EXPECT_LT(took, 3000);
   for (auto &c : clients) EXPECT_TRUE(c.wait_closed(ms(2000)));
   EXPECT_EQ(ctx.done_calls.load(), kClients);
-  std::lock_guard<std::mutex> g(ctx.mu);
-  for (int st : ctx.done_status) EXPECT_EQ(st, ICAP_ECANCELED) << icap_err_name(st);
+  expect_statuses(ctx, ICAP_ECANCELED);
 }
 
 // Clients that have already closed their connections must not delay the
@@ -236,8 +178,7 @@ TEST(Stop, ReturnsPromptlyAfterClientsClosed) {
   for (int i = 0; i < 3; i++) {
     Client c;
     ASSERT_EQ(c.connect(s.port()), 0);
-    ASSERT_TRUE(c.send_all(options_request("echo")));
-    Response r = c.read_response();
+    Response r = round_trip(c, options_request("echo"));
     ASSERT_TRUE(r.ok) << r.error;
   }  // closed here (FIN)
   std::this_thread::sleep_for(ms(100));
@@ -278,10 +219,7 @@ TEST(Stop, ConnectionWritingAtStopIsClosedAfterIt) {
   std::atomic<int> calls{0};
   TestServer s;
   s.set_limit(ICAP_LIMIT_DRAIN_TIMEOUT_MS, 8000);
-  icap_service *svc = s.add_service("big");
-  ASSERT_NE(svc, nullptr);
-  ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, big_answer_handler, &calls), 0);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_handler(s, "big", ICAP_METHOD_REQMOD, big_answer_handler, &calls));
 
   Client c;
   ASSERT_EQ(c.connect(s.port(), 64 * 1024, 0), 0);
@@ -347,11 +285,8 @@ int load_handler(icap_request *req, void *user) {
 // Connection: close, run returns, and the clients then find the port closed.
 TEST(Stop, UnderLoadNoDispatchedTransactionIsLost) {
   LoadCtx ctx;
-  TestServer s;
-  s.set_workers(3);
-  icap_service *svc = add_mod_service(s, "load", load_handler, &ctx);
-  ASSERT_NE(svc, nullptr);
-  ASSERT_TRUE(s.start());
+  TestServer s(3);
+  ASSERT_TRUE(start_with_mod_service(s, "load", load_handler, &ctx));
 
   const int kClients = 40;
   std::atomic<int> answered{0}, bad{0}, after_stop_keepalive{0}, cut{0};
@@ -439,8 +374,7 @@ TEST(Stop, UnderLoadNoDispatchedTransactionIsLost) {
 // them.
 TEST(Stop, StopRacingWithStartup) {
   for (int i = 0; i < 30; i++) {
-    TestServer s;
-    s.set_workers(4);
+    TestServer s(4);
     ASSERT_NE(add_echo_service(s, "echo"), nullptr);
     ASSERT_TRUE(s.start());
     if (i % 3 == 1) std::this_thread::sleep_for(std::chrono::microseconds(200 * i));
@@ -462,10 +396,7 @@ TEST(Stop, DrainDoesNotCutAnAnswerWithUnreadInput) {
     SCOPED_TRACE(stop ? "with a stop" : "without a stop");
     std::atomic<int> calls{0};
     TestServer s;
-    icap_service *svc = s.add_service("big");
-    ASSERT_NE(svc, nullptr);
-    ASSERT_EQ(icap_service_set_handler(svc, ICAP_METHOD_REQMOD, big_answer_handler, &calls), 0);
-    ASSERT_TRUE(s.start());
+    ASSERT_TRUE(start_with_handler(s, "big", ICAP_METHOD_REQMOD, big_answer_handler, &calls));
 
     Client c;
     ASSERT_EQ(c.connect(s.port(), 64 * 1024, 0), 0);
@@ -514,6 +445,41 @@ TEST(Stop, StopBeforeRunReturnsAtOnce) {
 
 namespace {
 
+// `rounds` rounds of transactions on `clients`: in each, every client sends
+// one request to `service` (odd rounds a RESPMOD, whose echo must bring its
+// body back; even rounds a REQMOD with Allow: 204), then every one reads its
+// answer. Returns the number of answers read.
+int mixed_rounds(std::vector<Client> &clients, const std::string &service, int rounds,
+                 TestServer &s) {
+  int answers = 0;
+  auto body = [](int k, size_t i) {
+    return "payload " + std::to_string(k) + "/" + std::to_string(i);
+  };
+  for (int k = 0; k < rounds; k++) {
+    for (size_t i = 0; i < clients.size(); i++) {
+      std::string req =
+          k % 2 ? respmod(service, body(k, i))
+                : reqmod_get(service, "http://o/" + std::to_string(i), "Allow: 204\r\n");
+      EXPECT_TRUE(clients[i].send_all(req)) << "client " << i;
+    }
+    for (size_t i = 0; i < clients.size(); i++) {
+      Response r = clients[i].read_response();
+      EXPECT_TRUE(r.ok) << "client " << i << ": " << r.error << "\n" << s.logs_text();
+      if (!r.ok) return answers;
+      EXPECT_EQ(r.code, k % 2 ? 200 : 204);
+      if (k % 2) {
+        EXPECT_EQ(r.body, body(k, i));
+      }
+      answers++;
+    }
+  }
+  return answers;
+}
+
+}  // namespace
+
+namespace {
+
 struct WorkerLog {
   std::mutex mu;
   std::map<int, std::set<unsigned>> workers_by_port;
@@ -538,13 +504,9 @@ int worker_recording(icap_request *req, void *user) {
 // every transaction of a connection stays on its worker (and its thread).
 TEST(Workers, ConnectionsSpreadAndStayOnTheirWorker) {
   WorkerLog log;
-  TestServer s;
-  s.set_workers(4);
-  icap_service *svc = add_mod_service(s, "echo", worker_recording, &log);
-  ASSERT_NE(svc, nullptr);
-  ASSERT_TRUE(s.start());
+  TestServer s(4);
+  ASSERT_TRUE(start_with_mod_service(s, "echo", worker_recording, &log));
 
-  const int kPerConn = 4;
   int expected_calls = 0;
   size_t distinct = 0;
   // SO_REUSEPORT hashing may, rarely, put a small batch on one socket:
@@ -552,20 +514,7 @@ TEST(Workers, ConnectionsSpreadAndStayOnTheirWorker) {
   for (int round = 0, conns = 16; round < 4 && distinct < 2; round++, conns *= 2) {
     std::vector<Client> clients(static_cast<size_t>(conns));
     for (auto &c : clients) ASSERT_EQ(c.connect(s.port()), 0);
-    for (int k = 0; k < kPerConn; k++) {
-      for (size_t i = 0; i < clients.size(); i++) {
-        std::string req =
-            k % 2 ? respmod("echo", "body " + std::to_string(i))
-                  : reqmod_get("echo", "http://o/" + std::to_string(i), "Allow: 204\r\n");
-        ASSERT_TRUE(clients[i].send_all(req));
-      }
-      for (size_t i = 0; i < clients.size(); i++) {
-        Response r = clients[i].read_response();
-        ASSERT_TRUE(r.ok) << r.error;
-        EXPECT_EQ(r.code, k % 2 ? 200 : 204);
-        expected_calls++;
-      }
-    }
+    expected_calls += mixed_rounds(clients, "echo", 4, s);
     std::lock_guard<std::mutex> g(log.mu);
     std::set<unsigned> used;
     for (auto &[port, ws] : log.workers_by_port) {
@@ -591,15 +540,11 @@ TEST(Workers, ConnectionsSpreadAndStayOnTheirWorker) {
 
 namespace {
 
-struct CrossCtx {
-  std::atomic<int> handler_calls{0};
+struct CrossCtx : DoneLog {
   std::atomic<int> callbacks{0};
   std::atomic<int> wrong_thread{0};
   std::atomic<int> work_on_loop_thread{0};
-  std::atomic<int> done_calls{0};
-  std::mutex mu;
   std::vector<int> cb_status;
-  std::vector<int> done_status;
   std::vector<std::thread> threads;
   // Requests kept referenced by the test after their done callback.
   std::vector<struct CrossRec *> recs;
@@ -626,9 +571,7 @@ void cross_done(icap_request *, int status, void *user) {
   auto *rec = static_cast<CrossRec *>(user);
   rec->done_status = status;
   rec->done = true;
-  std::lock_guard<std::mutex> g(rec->ctx->mu);
-  rec->ctx->done_status.push_back(status);
-  rec->ctx->done_calls++;
+  rec->ctx->record(status);
 }
 
 // Runs on the loop thread after a post or an offload.
@@ -704,29 +647,13 @@ void run_cross_test(icap_handler_cb handler, bool gone) {
   // a connection whose last answer is still being written when the stop
   // comes is otherwise kept until the drain timeout).
   s.set_limit(ICAP_LIMIT_DRAIN_TIMEOUT_MS, 2000);
-  icap_service *svc = add_mod_service(s, "x", handler, &ctx);
-  ASSERT_NE(svc, nullptr);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_mod_service(s, "x", handler, &ctx));
 
   const int kClients = 4, kPerConn = gone ? 1 : 5;
   std::vector<Client> clients(kClients);
   for (auto &c : clients) ASSERT_EQ(c.connect(s.port()), 0);
   if (!gone) {
-    for (int k = 0; k < kPerConn; k++) {
-      for (int i = 0; i < kClients; i++) {
-        std::string req = k % 2 ? respmod("x", "payload " + std::to_string(k))
-                                : reqmod_get("x", "http://o/", "Allow: 204\r\n");
-        ASSERT_TRUE(clients[i].send_all(req));
-      }
-      for (int i = 0; i < kClients; i++) {
-        Response r = clients[i].read_response();
-        ASSERT_TRUE(r.ok) << r.error << "\n" << s.logs_text();
-        EXPECT_EQ(r.code, k % 2 ? 200 : 204);
-        if (k % 2) {
-          EXPECT_EQ(r.body, "payload " + std::to_string(k));
-        }
-      }
-    }
+    ASSERT_EQ(mixed_rounds(clients, "x", kPerConn, s), kClients * kPerConn);
   } else {
     // Each client sends half a body, waits for its handler, and vanishes
     // (half with FIN, half with a reset).
@@ -735,10 +662,7 @@ void run_cross_test(icap_handler_cb handler, bool gone) {
     for (int i = 0; i < kClients; i++) {
       ASSERT_TRUE(clients[i].send_all(req));
       ASSERT_TRUE(wait_until([&] { return ctx.handler_calls.load() == i + 1; }, ms(3000)));
-      if (i % 2)
-        clients[i].reset();
-      else
-        clients[i].close();
+      vanish(clients[i], i);
     }
   }
   const int total = kClients * kPerConn;
@@ -756,11 +680,10 @@ void run_cross_test(icap_handler_cb handler, bool gone) {
   EXPECT_EQ(ctx.callbacks.load(), total);
   EXPECT_EQ(ctx.wrong_thread.load(), 0) << "callbacks ran off the handler's loop thread";
   EXPECT_EQ(ctx.work_on_loop_thread.load(), 0) << "offloaded work ran on the loop thread";
+  expect_statuses(ctx, gone ? ICAP_ECONNRESET : 0);
   std::lock_guard<std::mutex> g(ctx.mu);
   for (int st : ctx.cb_status)
     EXPECT_EQ(st, gone ? ICAP_ECANCELED : 0) << "callback status " << icap_err_name(st);
-  for (int st : ctx.done_status)
-    EXPECT_EQ(st, gone ? ICAP_ECONNRESET : 0) << "done status " << icap_err_name(st);
 }
 
 }  // namespace

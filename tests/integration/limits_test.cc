@@ -33,8 +33,7 @@ TEST(Timeouts, IdleConnectionIsClosed) {
   ASSERT_EQ(used.connect(s.port()), 0);
   // Five requests 150 ms apart: each within the idle timeout of the last.
   for (int i = 0; i < 5; i++) {
-    ASSERT_TRUE(used.send_all(options_request("echo")));
-    Response r = used.read_response(ms(2000));
+    Response r = round_trip(used, options_request("echo"), ms(2000));
     ASSERT_TRUE(r.ok) << "request " << i << ": " << r.error;
     EXPECT_EQ(r.code, 200);
     if (i < 4) std::this_thread::sleep_for(ms(150));
@@ -149,40 +148,13 @@ TEST(Timeouts, ReadTimeoutIsAboutProgressInTheBody) {
   EXPECT_LT(took, 1500);
 }
 
-namespace {
-
-struct NeverCtx {
-  std::atomic<int> handler_calls{0};
-  std::atomic<int> done_calls{0};
-  std::mutex mu;
-  std::vector<int> done_status;
-};
-
-int never_handler(icap_request *req, void *user) {
-  auto *ctx = static_cast<NeverCtx *>(user);
-  ctx->handler_calls++;
-  return icap_request_on_done(
-      req,
-      [](icap_request *, int st, void *u) {
-        auto *ctx = static_cast<NeverCtx *>(u);
-        std::lock_guard<std::mutex> g(ctx->mu);
-        ctx->done_status.push_back(st);
-        ctx->done_calls++;
-      },
-      ctx);
-}
-
-}  // namespace
-
 // A handler that never answers: 500 with Connection: close after
 // ICAP_LIMIT_HANDLER_TIMEOUT_MS, and the done callback says ICAP_ETIMEDOUT.
 TEST(Timeouts, HandlerThatNeverAnswersGets500) {
-  NeverCtx ctx;
+  DoneLog ctx;
   TestServer s;
   s.set_limit(ICAP_LIMIT_HANDLER_TIMEOUT_MS, 300);
-  icap_service *svc = add_mod_service(s, "never", never_handler, &ctx);
-  ASSERT_NE(svc, nullptr);
-  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(start_with_mod_service(s, "never", DoneLog::track_only, &ctx));
 
   // A REQMOD without a body, and a RESPMOD whose body is complete.
   std::vector<std::string> reqs = {reqmod_get("never", "http://origin.example/"),
@@ -191,8 +163,7 @@ TEST(Timeouts, HandlerThatNeverAnswersGets500) {
     Client c;
     ASSERT_EQ(c.connect(s.port()), 0);
     auto t0 = Clock::now();
-    ASSERT_TRUE(c.send_all(reqs[i]));
-    Response r = c.read_response(ms(3000));
+    Response r = round_trip(c, reqs[i], ms(3000));
     long took = elapsed_ms(t0);
     ASSERT_TRUE(r.ok) << "request " << i << ": " << r.error;
     EXPECT_EQ(r.code, 500) << r.status_line;
@@ -312,8 +283,7 @@ TEST(Limits, SixthConnectionGets503) {
   }
   // The five are still served.
   for (auto &c : clients) {
-    ASSERT_TRUE(c.send_all(reqmod_get("echo", "http://o/", "Allow: 204\r\n")));
-    Response r = c.read_response();
+    Response r = round_trip(c, reqmod_get("echo", "http://o/", "Allow: 204\r\n"));
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.code, 204);
   }
@@ -333,8 +303,7 @@ TEST(Limits, ClosedConnectionFreesItsSlotPromptly) {
   std::vector<Client> clients(2);
   for (auto &c : clients) {
     ASSERT_EQ(c.connect(s.port()), 0);
-    ASSERT_TRUE(c.send_all(options_request("echo")));
-    Response r = c.read_response();
+    Response r = round_trip(c, options_request("echo"));
     ASSERT_TRUE(r.ok && r.code == 200) << r.error << r.status_line;
   }
   clients[0].close();
@@ -355,8 +324,7 @@ TEST(Limits, DefaultMaxConnectionsIsSevenEighthsOfTheLimit) {
     ASSERT_NE(add_echo_service(s, "echo"), nullptr);
     ASSERT_TRUE(s.start());
     ASSERT_EQ(c.connect(s.port()), 0);
-    ASSERT_TRUE(c.send_all(options_request("echo")));
-    Response r = c.read_response();
+    Response r = round_trip(c, options_request("echo"));
     ASSERT_TRUE(r.ok) << r.error;
     long got = atol(r.value("Max-Connections", "-1").c_str());
     EXPECT_EQ(got, want) << "limit " << limit;

@@ -69,8 +69,7 @@ TEST(BeforeRunOnly, SettersReturnEstateOnceTheServerRuns) {
   EXPECT_EQ(hv(after, "Server"), hv(before, "Server"));
   EXPECT_FALSE((after.header("X-Late") != nullptr));
   EXPECT_EQ(hv(after, "ISTag"), "\"later-tag\"");
-  ASSERT_TRUE(c.send_all(reqmod_get("echo", "http://origin.example/", "Allow: 204\r\n")));
-  Response r = c.read_response();
+  Response r = round_trip(c, reqmod_get("echo", "http://origin.example/", "Allow: 204\r\n"));
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.code, 204);
   s.stop_and_join();

@@ -465,12 +465,7 @@ void run_row(const Row &row, int port) {
 // Two worker loops. A short drain timeout, so that a connection a row left
 // lingering (the server drops input for up to 2 s after its last answer)
 // does not make every stop wait.
-ServerOptions table_server() {
-  ServerOptions o;
-  o.workers = 2;
-  o.limits = {{ICAP_LIMIT_DRAIN_TIMEOUT_MS, 300}};
-  return o;
-}
+ServerOptions table_server() { return with_limits({{ICAP_LIMIT_DRAIN_TIMEOUT_MS, 300}}, 2); }
 
 class BadInput : public ::testing::TestWithParam<Row> {};
 

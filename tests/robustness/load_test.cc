@@ -125,10 +125,7 @@ TEST(LoadMultiWorker, TenThousandIdleKeepAliveConnections) {
     }
   } reap{pid, down[1], up[0]};
 
-  ServerOptions o;
-  o.workers = 2;
-  o.limits = {{ICAP_LIMIT_CONNECTIONS, kConns + 100}};
-  Server s(o);
+  Server s(with_limits({{ICAP_LIMIT_CONNECTIONS, kConns + 100}}, 2));
   ASSERT_TRUE(s.start());
   int port = s.port();
   auto t0 = Clock::now();
@@ -295,10 +292,7 @@ TEST(Load, SlowReaderAndSlowWriterDoNotDelayFastClients) {
 // ----------------------------------------------------- killed clients ---
 
 TEST(LoadMultiWorker, ThousandsOfClientsKilledMidTransaction) {
-  ServerOptions o;
-  o.workers = 2;
-  o.limits = {{ICAP_LIMIT_HANDLER_TIMEOUT_MS, 500}};
-  Server s(o);
+  Server s(with_limits({{ICAP_LIMIT_HANDLER_TIMEOUT_MS, 500}}, 2));
   ASSERT_TRUE(s.start());
   const int port = s.port();
   const std::string body(200000, 'k');
@@ -457,9 +451,7 @@ TEST(LoadMultiWorker, StopUnderLoadFinishesOrFailsCleanly) {
 // ---------------------------------------------------- handler timeout ---
 
 TEST(Fault, HandlerThatNeverAnswersGets500) {
-  ServerOptions o;
-  o.limits = {{ICAP_LIMIT_HANDLER_TIMEOUT_MS, 300}};
-  Server s(o);
+  Server s(with_limits({{ICAP_LIMIT_HANDLER_TIMEOUT_MS, 300}}));
   ASSERT_TRUE(s.start());
   struct Case {
     const char *what;
@@ -477,12 +469,9 @@ TEST(Fault, HandlerThatNeverAnswersGets500) {
     Conn conn(s.port());
     // (The preview case sends only the preview; the rest would follow a
     // 100 Continue that never comes.)
-    const std::string &req = c.req;
     auto t0 = Clock::now();
-    ASSERT_TRUE(conn.send(req));
-    icapwire::Response r;
-    std::string why;
-    ASSERT_EQ(conn.read(r, ms(5000), &why), Conn::Got::kResponse) << why;
+    icaptest::Reply r = round_trip(conn, c.req, ms(5000));
+    ASSERT_TRUE(r.ok) << r.error;
     double took = ms_since(t0);
     EXPECT_EQ(r.code, 500);
     EXPECT_TRUE(r.conn_close());
@@ -500,14 +489,10 @@ TEST(Fault, HandlerThatNeverAnswersGets500) {
 // ICAP_ETIMEDOUT (icap.h, README "Defaults and limits"). (Regression test:
 // it said 0 before 5a4005b.)
 TEST(Fault, HandlerTimeoutReportsEtimedout) {
-  ServerOptions o;
-  o.limits = {{ICAP_LIMIT_HANDLER_TIMEOUT_MS, 200}};
-  Server s(o);
+  Server s(with_limits({{ICAP_LIMIT_HANDLER_TIMEOUT_MS, 200}}));
   ASSERT_TRUE(s.start());
-  Conn conn(s.port());
-  ASSERT_TRUE(conn.send(reqmod_get("never")));
-  icapwire::Response r;
-  ASSERT_EQ(conn.read(r, ms(3000)), Conn::Got::kResponse);
+  icaptest::Reply r = round_trip(s.port(), reqmod_get("never"), ms(3000));
+  ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.code, 500);
   ASSERT_GE(s.stop().count(), 0);
   ASSERT_EQ(s.stats().done.load(), 1u);
@@ -523,9 +508,8 @@ TEST(Fault, FailedHandlerGets500AndEhandler) {
   for (const char *svc : {"fail", "abort", "abort-later"}) {
     SCOPED_TRACE(svc);
     Conn c(s.port());
-    ASSERT_TRUE(c.send(reqmod_get(svc)));
-    icapwire::Response r;
-    ASSERT_EQ(c.read(r, ms(3000)), Conn::Got::kResponse);
+    icaptest::Reply r = round_trip(c, reqmod_get(svc), ms(3000));
+    ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.code, 500);
     EXPECT_TRUE(r.conn_close());
     EXPECT_TRUE(c.wait_closed(ms(3000)));
@@ -542,9 +526,7 @@ TEST(Fault, SmallBufferStillReadsAWholeHead) {
   if (!run_known_bugs())
     GTEST_SKIP() << "BUG: buffer-below-head - with BUFFER_BYTES below the size of a head the "
                     "server stops reading mid-head and answers 408 after the read timeout";
-  ServerOptions o;
-  o.limits = {{ICAP_LIMIT_BUFFER_BYTES, 4096}, {ICAP_LIMIT_READ_TIMEOUT_MS, 2000}};
-  Server s(o);
+  Server s(with_limits({{ICAP_LIMIT_BUFFER_BYTES, 4096}, {ICAP_LIMIT_READ_TIMEOUT_MS, 2000}}));
   ASSERT_TRUE(s.start());
   Conn c(s.port());
   // An 8 KiB ICAP head (within HEADER_BYTES, 16 KiB), and an 8 KiB cookie
@@ -572,9 +554,7 @@ TEST(Fault, SmallBufferStillReadsAWholeHead) {
 // connection the client had closed used to linger 2 s in the server and
 // count against the limit; fixed in 599a525.)
 TEST(Load, ConnectionChurnStaysUnderTheLimit) {
-  ServerOptions o;
-  o.limits = {{ICAP_LIMIT_CONNECTIONS, 50}};
-  Server s(o);
+  Server s(with_limits({{ICAP_LIMIT_CONNECTIONS, 50}}));
   ASSERT_TRUE(s.start());
   int ok = 0;
   for (int i = 0; i < 200; i++) {
@@ -607,9 +587,7 @@ TEST(Fault, PipelinedFloodWithoutReadingIsBounded) {
   if (!run_known_bugs())
     GTEST_SKIP() << "BUG: output-unbounded - pipelined requests from a client that does not read "
                     "are answered into an unbounded output queue (see tests/robustness/README.md)";
-  ServerOptions o;
-  o.limits = {{ICAP_LIMIT_BUFFER_BYTES, 65536}};
-  Server s(o);
+  Server s(with_limits({{ICAP_LIMIT_BUFFER_BYTES, 65536}}));
   ASSERT_TRUE(s.start());
   Conn c(s.port(), 4096, 0);
   std::string batch;

@@ -18,6 +18,7 @@
 
 #include "builders.hpp"
 #include "client.hpp"
+#include "fixtures.hpp"
 #include "icap_wire.hpp"
 #include "server_thread.hpp"
 
@@ -50,6 +51,15 @@ struct ServerOptions {
   std::vector<std::pair<icap_limit, uint64_t>> limits;
 };
 
+// Options with `limits` set, and `workers` worker loops.
+inline ServerOptions with_limits(std::vector<std::pair<icap_limit, uint64_t>> limits,
+                                 unsigned workers = 1) {
+  ServerOptions o;
+  o.workers = workers;
+  o.limits = std::move(limits);
+  return o;
+}
+
 class Server {
  public:
   explicit Server(const ServerOptions &o = ServerOptions());
@@ -75,6 +85,7 @@ class Server {
 // A raw TCP connection to the server with deadlines on every wait.
 using Conn = icaptest::Client;
 using icaptest::chunked;
+using icaptest::round_trip;
 
 // ---- request builders.
 // An OPTIONS request for `service` (no Encapsulated, as Squid sends it).

@@ -208,12 +208,21 @@ TEST_P(Chunked, WholeSplitAndBytewise) {
 INSTANTIATE_TEST_SUITE_P(Table, Chunked, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case> &i) { return i.param.name; });
 
-TEST(ChunkDecoder, EndIsStickyUntilReset) {
+// One decoder fed step by step: next() decodes `in` from `off` and keeps
+// what the decoder said in used, data and len.
+class ChunkDecoderSteps : public ::testing::Test {
+ protected:
+  ChunkDecoder::Event next(const std::string &in, size_t off = 0) {
+    return d.next(in.data() + off, in.size() - off, &used, &data, &len);
+  }
   ChunkDecoder d;
-  std::string in = "0; ieof\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
   size_t used = 0, len = 0;
   const char *data = nullptr;
-  ASSERT_EQ(d.next(in.data(), in.size(), &used, &data, &len), ChunkDecoder::kEnd);
+};
+
+TEST_F(ChunkDecoderSteps, EndIsStickyUntilReset) {
+  std::string in = "0; ieof\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+  ASSERT_EQ(next(in), ChunkDecoder::kEnd);
   EXPECT_EQ(used, 11u);
   EXPECT_TRUE(d.ieof());
   size_t used2 = 99;
@@ -222,38 +231,29 @@ TEST(ChunkDecoder, EndIsStickyUntilReset) {
   d.reset();
   EXPECT_FALSE(d.ieof()) << "reset clears ieof";
   size_t off = used;
-  ASSERT_EQ(d.next(in.data() + off, in.size() - off, &used, &data, &len), ChunkDecoder::kData);
+  ASSERT_EQ(next(in, off), ChunkDecoder::kData);
   EXPECT_EQ(std::string(data, len), "abc");
   off += used;
-  ASSERT_EQ(d.next(in.data() + off, in.size() - off, &used, &data, &len), ChunkDecoder::kEnd);
+  ASSERT_EQ(next(in, off), ChunkDecoder::kEnd);
   EXPECT_FALSE(d.ieof());
   EXPECT_EQ(off + used, in.size());
 }
 
-TEST(ChunkDecoder, ResetAfterErrorDecodesAgain) {
-  ChunkDecoder d;
-  size_t used = 0, len = 0;
-  const char *data = nullptr;
-  std::string bad = "zz\r\n";
-  EXPECT_EQ(d.next(bad.data(), bad.size(), &used, &data, &len), ChunkDecoder::kError);
+TEST_F(ChunkDecoderSteps, ResetAfterErrorDecodesAgain) {
+  EXPECT_EQ(next("zz\r\n"), ChunkDecoder::kError);
   EXPECT_TRUE(d.in_error());
   d.reset();
   EXPECT_FALSE(d.in_error());
   EXPECT_TRUE(d.error().empty());
-  std::string good = "0\r\n\r\n";
-  EXPECT_EQ(d.next(good.data(), good.size(), &used, &data, &len), ChunkDecoder::kEnd);
+  EXPECT_EQ(next("0\r\n\r\n"), ChunkDecoder::kEnd);
 }
 
-TEST(ChunkDecoder, PartialSizeLineIsBufferedNotRescanned) {
-  ChunkDecoder d;
-  size_t used = 0, len = 0;
-  const char *data = nullptr;
+TEST_F(ChunkDecoderSteps, PartialSizeLineIsBufferedNotRescanned) {
   std::string a = "1f; name=val";
-  EXPECT_EQ(d.next(a.data(), a.size(), &used, &data, &len), ChunkDecoder::kNeedMore);
+  EXPECT_EQ(next(a), ChunkDecoder::kNeedMore);
   EXPECT_EQ(used, a.size());
   EXPECT_EQ(d.buffered(), a.size());
-  std::string b = "ue\r\n" + std::string(31, 'q');
-  ASSERT_EQ(d.next(b.data(), b.size(), &used, &data, &len), ChunkDecoder::kData);
+  ASSERT_EQ(next("ue\r\n" + std::string(31, 'q')), ChunkDecoder::kData);
   EXPECT_EQ(len, 31u);
   EXPECT_EQ(d.buffered(), 0u);
 }

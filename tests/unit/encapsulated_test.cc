@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "parse_table.hpp"
+
 using icap::detail::Encapsulated;
 using icap::detail::parse_encapsulated;
 
@@ -120,13 +122,10 @@ class EncapsulatedTable : public ::testing::TestWithParam<Case> {};
 TEST_P(EncapsulatedTable, Parse) {
   const Case &c = GetParam();
   Encapsulated e;
-  std::string why;
-  bool ok = parse_encapsulated(c.value, c.method, e, why);
-  ASSERT_EQ(ok, c.ok) << "\"" << c.value << "\": " << (ok ? describe(e) : why);
-  if (!ok) {
-    EXPECT_FALSE(why.empty()) << "a rejection says why";
+  auto parse = [&](std::string &why) { return parse_encapsulated(c.value, c.method, e, why); };
+  if (!icaptest::parsed_as_expected(
+          c.ok, parse, [&] { return describe(e); }, "\"" + c.value + "\": "))
     return;
-  }
   EXPECT_EQ(describe(e), c.parsed);
   EXPECT_EQ(e.has_chunked_body(), c.chunked_body);
   EXPECT_EQ(e.header_bytes(), c.header_bytes);

@@ -127,51 +127,46 @@ inline int h_echo(icap_request *r, void *u) {
   return 0;
 }
 
-// ---- upper: read the whole body with read_chunk, answer 200 uppercased ------
-inline void upper_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
+// The read_chunk() callback of the reading behaviours: collect each piece
+// and ask for the next one; where the body (or the preview) ends, trace it
+// and let `AtEnd` decide, which answers and returns false, or returns true
+// to read on.
+using AtEndFn = bool (*)(icap_request *r, ReqState *st, int status);
+template <AtEndFn AtEnd>
+void read_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
   ReqState *st = got_piece(status, d, n, u);
   if (!st) return;
-  Ctx *c = st->ctx;
   if (status & ICAP_BODY_END) {
-    c->ev(end_event(status, st->body.size()));
-    if (status & ICAP_BODY_PREVIEW_END) {
-      c->rc("read", icap_request_read_chunk(r, upper_cb, st));
-      return;
-    }
-    respond_copy(r, st, upper(st->body));
-    return;
+    st->ctx->ev(end_event(status, st->body.size()));
+    if (!AtEnd(r, st, status)) return;
   }
-  c->rc("read", icap_request_read_chunk(r, upper_cb, st));
+  st->ctx->rc("read", icap_request_read_chunk(r, read_cb<AtEnd>, st));
+}
+
+// ---- upper: read the whole body with read_chunk, answer 200 uppercased ------
+inline bool upper_end(icap_request *r, ReqState *st, int status) {
+  if (status & ICAP_BODY_PREVIEW_END) return true;
+  respond_copy(r, st, upper(st->body));
+  return false;
 }
 inline int h_upper(icap_request *r, void *u) {
   ReqState *st = begin(r, u, "upper");
-  if (!icap_request_has_body(r)) {
-    st->ctx->rc("read", icap_request_read_chunk(r, upper_cb, st));  // must be ESTATE
-    respond_copy(r, st, "");
-    return 0;
-  }
-  st->ctx->rc("read", icap_request_read_chunk(r, upper_cb, st));
+  st->ctx->rc("read", icap_request_read_chunk(r, read_cb<upper_end>, st));  // ESTATE without body
+  if (!icap_request_has_body(r)) respond_copy(r, st, "");
   return 0;
 }
 
 // ---- cont: read the preview, cont() explicitly, read the rest, echo ---------
-inline void cont_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
-  ReqState *st = got_piece(status, d, n, u);
-  if (!st) return;
+inline bool cont_end(icap_request *r, ReqState *st, int status) {
   Ctx *c = st->ctx;
-  if (status & ICAP_BODY_END) {
-    c->ev(end_event(status, st->body.size()));
-    if (status & ICAP_BODY_PREVIEW_END) {
-      c->ev("cont=" + std::to_string(icap_request_continue(r)));
-      c->ev("cont2=" + std::to_string(icap_request_continue(r)));  // only once
-      c->rc("read", icap_request_read_chunk(r, cont_cb, st));
-      return;
-    }
-    if (status & ICAP_BODY_IEOF) c->ev("cont=" + std::to_string(icap_request_continue(r)));
-    respond_copy(r, st, st->body);
-    return;
+  if (status & ICAP_BODY_PREVIEW_END) {
+    c->ev("cont=" + std::to_string(icap_request_continue(r)));
+    c->ev("cont2=" + std::to_string(icap_request_continue(r)));  // only once
+    return true;
   }
-  c->rc("read", icap_request_read_chunk(r, cont_cb, st));
+  if (status & ICAP_BODY_IEOF) c->ev("cont=" + std::to_string(icap_request_continue(r)));
+  respond_copy(r, st, st->body);
+  return false;
 }
 inline int h_cont(icap_request *r, void *u) {
   ReqState *st = begin(r, u, "cont");
@@ -182,44 +177,31 @@ inline int h_cont(icap_request *r, void *u) {
   // Before the preview is over, 100 Continue is not possible.
   if (icap_request_preview(r) >= 0)
     st->ctx->ev("early=" + std::to_string(icap_request_continue(r)));
-  st->ctx->rc("read", icap_request_read_chunk(r, cont_cb, st));
+  st->ctx->rc("read", icap_request_read_chunk(r, read_cb<cont_end>, st));
   return 0;
 }
 
 // ---- contna: read the preview, cont(), then no_adaptation() (echo) ----------
-inline void contna_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
-  ReqState *st = got_piece(status, d, n, u);
-  if (!st) return;
-  Ctx *c = st->ctx;
-  if (status & ICAP_BODY_END) {
-    c->ev(end_event(status, st->body.size()));
-    if (status & ICAP_BODY_PREVIEW_END) c->rc("cont", icap_request_continue(r));
-    c->ev("na=" + std::to_string(icap_request_no_adaptation(r)));
-    return;
-  }
-  c->rc("read", icap_request_read_chunk(r, contna_cb, st));
+inline bool contna_end(icap_request *r, ReqState *st, int status) {
+  if (status & ICAP_BODY_PREVIEW_END) st->ctx->rc("cont", icap_request_continue(r));
+  st->ctx->ev("na=" + std::to_string(icap_request_no_adaptation(r)));
+  return false;
 }
 inline int h_contna(icap_request *r, void *u) {
   ReqState *st = begin(r, u, "contna");
-  return read_or_adapt(r, st, icap_request_has_body(r) && icap_request_preview(r) >= 0, contna_cb);
+  return read_or_adapt(r, st, icap_request_has_body(r) && icap_request_preview(r) >= 0,
+                       read_cb<contna_end>);
 }
 
 // ---- p204: read the preview, then no_adaptation() (204 in the preview) -------
-inline void p204_cb(icap_request *r, int status, const char *d, size_t n, void *u) {
-  ReqState *st = got_piece(status, d, n, u);
-  if (!st) return;
-  Ctx *c = st->ctx;
-  if (status & ICAP_BODY_END) {
-    c->ev(end_event(status, st->body.size()));
-    c->ev("inpv=" + std::to_string(icap_request_in_preview(r)));
-    c->ev("na=" + std::to_string(icap_request_no_adaptation(r)));
-    return;
-  }
-  c->rc("read", icap_request_read_chunk(r, p204_cb, st));
+inline bool p204_end(icap_request *r, ReqState *st, int) {
+  st->ctx->ev("inpv=" + std::to_string(icap_request_in_preview(r)));
+  st->ctx->ev("na=" + std::to_string(icap_request_no_adaptation(r)));
+  return false;
 }
 inline int h_p204(icap_request *r, void *u) {
   ReqState *st = begin(r, u, "p204");
-  return read_or_adapt(r, st, icap_request_has_body(r), p204_cb);
+  return read_or_adapt(r, st, icap_request_has_body(r), read_cb<p204_end>);
 }
 
 // ---- push: streaming echo with set_body_cb, pausing after every piece -------

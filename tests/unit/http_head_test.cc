@@ -7,10 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "parse_table.hpp"
+
 using icap::detail::HttpHead;
 using icap::detail::parse_http_head;
 
 namespace {
+
+const std::string NUL(1, '\0');
 
 struct Case {
   std::string name;
@@ -38,8 +42,6 @@ std::string fields_of(const HttpHead &h) {
   }
   return s;
 }
-
-const std::string NUL(1, '\0');
 
 std::vector<Case> cases() {
   return {
@@ -122,13 +124,10 @@ class HttpHeadTable : public ::testing::TestWithParam<Case> {};
 TEST_P(HttpHeadTable, Parse) {
   const Case &c = GetParam();
   HttpHead h;
-  std::string why;
-  bool ok = parse_http_head(c.block, c.request, 200, h, why);
-  ASSERT_EQ(ok, c.ok) << (ok ? start_of(h, c.request) + " / " + fields_of(h) : why);
-  if (!ok) {
-    EXPECT_FALSE(why.empty());
+  auto parse = [&](std::string &why) { return parse_http_head(c.block, c.request, 200, h, why); };
+  if (!icaptest::parsed_as_expected(c.ok, parse,
+                                    [&] { return start_of(h, c.request) + " / " + fields_of(h); }))
     return;
-  }
   EXPECT_TRUE(h.present);
   EXPECT_EQ(h.raw, c.block) << "the raw block is kept for echoing";
   EXPECT_EQ(start_of(h, c.request), c.start);

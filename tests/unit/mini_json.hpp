@@ -160,6 +160,30 @@ class JsonReader {
       }
     }
   }
+  // The members of an object or array whose opening bracket is at p_: none,
+  // or `member` (which parses one) repeated with ',' between, up to `close`.
+  template <typename Member>
+  bool members(char close, Member member) {
+    p_++;
+    ws();
+    if (p_ < s_.size() && s_[p_] == close) {
+      p_++;
+      return true;
+    }
+    while (true) {
+      if (!member()) return false;
+      ws();
+      if (p_ < s_.size() && s_[p_] == ',') {
+        p_++;
+        continue;
+      }
+      if (p_ < s_.size() && s_[p_] == close) {
+        p_++;
+        return true;
+      }
+      return fail(close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+  }
   bool value(Json &v, int depth) {
     if (depth > 64) return fail("too deep");
     ws();
@@ -167,13 +191,7 @@ class JsonReader {
     char c = s_[p_];
     if (c == '{') {
       v.type = Json::kObj;
-      p_++;
-      ws();
-      if (p_ < s_.size() && s_[p_] == '}') {
-        p_++;
-        return true;
-      }
-      while (true) {
+      return members('}', [&] {
         ws();
         std::string k;
         if (!string(k)) return false;
@@ -183,41 +201,17 @@ class JsonReader {
         Json child;
         if (!value(child, depth + 1)) return false;
         v.obj.emplace_back(std::move(k), std::move(child));
-        ws();
-        if (p_ < s_.size() && s_[p_] == ',') {
-          p_++;
-          continue;
-        }
-        if (p_ < s_.size() && s_[p_] == '}') {
-          p_++;
-          return true;
-        }
-        return fail("expected ',' or '}'");
-      }
+        return true;
+      });
     }
     if (c == '[') {
       v.type = Json::kArr;
-      p_++;
-      ws();
-      if (p_ < s_.size() && s_[p_] == ']') {
-        p_++;
-        return true;
-      }
-      while (true) {
+      return members(']', [&] {
         Json child;
         if (!value(child, depth + 1)) return false;
         v.arr.push_back(std::move(child));
-        ws();
-        if (p_ < s_.size() && s_[p_] == ',') {
-          p_++;
-          continue;
-        }
-        if (p_ < s_.size() && s_[p_] == ']') {
-          p_++;
-          return true;
-        }
-        return fail("expected ',' or ']'");
-      }
+        return true;
+      });
     }
     if (c == '"') {
       v.type = Json::kStr;

@@ -30,6 +30,9 @@ const std::string kTail = "Host: icap.example.net\r\nEncapsulated: null-body=0\r
 
 std::string line(const std::string &l) { return l + "\r\n" + kTail; }
 
+// A REQMOD head whose header fields (and what follows them) are `f`.
+std::string fields(const std::string &f) { return "REQMOD icap://h/e ICAP/1.0\r\n" + f; }
+
 std::vector<Case> cases() {
   return {
       // accepted
@@ -78,20 +81,18 @@ std::vector<Case> cases() {
       {"unknown_method_with_bad_header", "FOO icap://h/echo ICAP/1.0\r\nBad Header: x\r\n\r\n",
        400},
       // header fields
-      {"header_without_colon", "REQMOD icap://h/e ICAP/1.0\r\nHost icap\r\n\r\n", 400},
-      {"header_empty_name", "REQMOD icap://h/e ICAP/1.0\r\n: value\r\n\r\n", 400},
-      {"space_in_name", "REQMOD icap://h/e ICAP/1.0\r\nX A: b\r\n\r\n", 400},
-      {"space_before_colon", "REQMOD icap://h/e ICAP/1.0\r\nHost : h\r\n\r\n", 400},
-      {"obs_fold", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\r\n b\r\n\r\n", 400},
-      {"obs_fold_tab", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\r\n\tb\r\n\r\n", 400},
-      {"nul_in_value", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a" + std::string(1, '\0') + "b\r\n\r\n",
-       400},
-      {"nul_in_name", "REQMOD icap://h/e ICAP/1.0\r\nX" + std::string(1, '\0') + "A: b\r\n\r\n",
-       400},
-      {"bare_cr_in_value", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\rb\r\n\r\n", 400},
-      {"del_in_value", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\x7f\r\n\r\n", 400},
-      {"bare_lf_in_head", "REQMOD icap://h/e ICAP/1.0\r\nX-A: a\nX-B: b\r\n\r\n", 400},
-      {"no_final_empty_line", "REQMOD icap://h/e ICAP/1.0\r\nHost: h\r\n", 400},
+      {"header_without_colon", fields("Host icap\r\n\r\n"), 400},
+      {"header_empty_name", fields(": value\r\n\r\n"), 400},
+      {"space_in_name", fields("X A: b\r\n\r\n"), 400},
+      {"space_before_colon", fields("Host : h\r\n\r\n"), 400},
+      {"obs_fold", fields("X-A: a\r\n b\r\n\r\n"), 400},
+      {"obs_fold_tab", fields("X-A: a\r\n\tb\r\n\r\n"), 400},
+      {"nul_in_value", fields("X-A: a") + std::string(1, '\0') + "b\r\n\r\n", 400},
+      {"nul_in_name", fields("X") + std::string(1, '\0') + "A: b\r\n\r\n", 400},
+      {"bare_cr_in_value", fields("X-A: a\rb\r\n\r\n"), 400},
+      {"del_in_value", fields("X-A: a\x7f\r\n\r\n"), 400},
+      {"bare_lf_in_head", fields("X-A: a\nX-B: b\r\n\r\n"), 400},
+      {"no_final_empty_line", fields("Host: h\r\n"), 400},
       {"no_crlf_at_all", "REQMOD icap://h/e ICAP/1.0", 400},
   };
 }

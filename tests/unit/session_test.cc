@@ -43,28 +43,26 @@ Exp Esimple(int status, std::string conn = "keep-alive") {
   return e;
 }
 Exp E204(std::string conn = "keep-alive") { return Esimple(204, std::move(conn)); }
-// A 200 carrying an HTTP request (REQMOD echo) or response (RESPMOD echo).
-Exp Ereq(const std::string &head, std::optional<std::string> body,
-         std::string conn = "keep-alive") {
+// A 200 carrying an HTTP request (REQMOD echo, `sec` "req") or response
+// (RESPMOD echo, "res").
+Exp Ehttp(const std::string &sec, const std::string &head, std::optional<std::string> body,
+          std::string conn) {
   Exp e;
   e.status = 200;
   e.conn = std::move(conn);
-  e.req_hdr = head;
-  e.enc =
-      "req-hdr=0, " + std::string(body ? "req-body=" : "null-body=") + std::to_string(head.size());
+  (sec == "req" ? e.req_hdr : e.res_hdr) = head;
+  e.enc = sec + "-hdr=0, " + (body ? sec + "-body=" : std::string("null-body=")) +
+          std::to_string(head.size());
   e.body = std::move(body);
   return e;
 }
+Exp Ereq(const std::string &head, std::optional<std::string> body,
+         std::string conn = "keep-alive") {
+  return Ehttp("req", head, std::move(body), std::move(conn));
+}
 Exp Eres(const std::string &head, std::optional<std::string> body,
          std::string conn = "keep-alive") {
-  Exp e;
-  e.status = 200;
-  e.conn = std::move(conn);
-  e.res_hdr = head;
-  e.enc =
-      "res-hdr=0, " + std::string(body ? "res-body=" : "null-body=") + std::to_string(head.size());
-  e.body = std::move(body);
-  return e;
+  return Ehttp("res", head, std::move(body), std::move(conn));
 }
 
 struct Case {
@@ -94,47 +92,57 @@ const std::string kA204 = "Allow: 204\r\n";
 
 std::string next_echo() { return reqmod("echo", kA204, kReqGet, false).str(); }
 
+// A case after which the session stays open, and one after which it must
+// be closing.
+Case kept(std::string name, std::string input, std::vector<Exp> exp, std::string trace) {
+  return Case{std::move(name), std::move(input), std::move(exp), 0, false, std::move(trace)};
+}
+Case closing(std::string name, std::string input, std::vector<Exp> exp, std::string trace) {
+  return Case{std::move(name), std::move(input), std::move(exp), 1, false, std::move(trace)};
+}
+
+// A request over the limit `which` set to `v`: 400, then close.
+Case over_limit(std::string name, std::string input, icap_limit which, uint64_t v) {
+  Case c = closing(std::move(name), std::move(input), {Esimple(400, "close")}, "");
+  c.limits = {{which, v}};
+  return c;
+}
+
+// A case that ends with the client's EOF or a timeout (`end`), after
+// which the session must be closing (or, when `dead`, dead).
+Case ending(End end, std::string name, std::string input, std::vector<Exp> exp, std::string trace,
+            bool dead = false) {
+  Case c{std::move(name), std::move(input), std::move(exp), 1, dead, std::move(trace)};
+  c.end = end;
+  return c;
+}
+
 void add_protocol_table(std::vector<Case> &v) {
   const std::string b100 = make_body(100, 7);
   const std::string b1k = make_body(1024, 8);
 
   // unknown service: 404, connection still usable
-  v.push_back({"unknown_service_404_keeps_connection",
-               reqmod("nosuch", kA204, kReqGet, false).str() + next_echo(),
-               {Esimple(404), E204()},
-               0,
-               false,
-               "H(echo) D0"});
-  v.push_back({"unknown_service_body_discarded_404",
-               reqmod("nosuch", "", req_post(1024), true, chunked(b1k, 300)).str() + next_echo(),
-               {Esimple(404), E204()},
-               0,
-               false,
-               "H(echo) D0"});
-  v.push_back({"unknown_service_preview_404",
-               reqmod("nosuch", "Preview: 10\r\n" + kA204, req_post(100), true,
-                      preview_body(b100, 10, false))
-                       .str() +
-                   next_echo(),
-               {Esimple(404), E204()},
-               0,
-               false,
-               "H(echo) D0"});
-  v.push_back({"options_unknown_service_404",
-               options("nosuch", "").str() + next_echo(),
-               {Esimple(404), E204()},
-               0,
-               false,
-               "H(echo) D0"});
+  v.push_back(kept("unknown_service_404_keeps_connection",
+                   reqmod("nosuch", kA204, kReqGet, false).str() + next_echo(),
+                   {Esimple(404), E204()}, "H(echo) D0"));
+  v.push_back(
+      kept("unknown_service_body_discarded_404",
+           reqmod("nosuch", "", req_post(1024), true, chunked(b1k, 300)).str() + next_echo(),
+           {Esimple(404), E204()}, "H(echo) D0"));
+  v.push_back(kept("unknown_service_preview_404",
+                   reqmod("nosuch", "Preview: 10\r\n" + kA204, req_post(100), true,
+                          preview_body(b100, 10, false))
+                           .str() +
+                       next_echo(),
+                   {Esimple(404), E204()}, "H(echo) D0"));
+  v.push_back(kept("options_unknown_service_404", options("nosuch", "").str() + next_echo(),
+                   {Esimple(404), E204()}, "H(echo) D0"));
 
   // method the service did not register: 405
-  v.push_back({"method_not_registered_405",
-               respmod("reqonly", kA204, kReqGet, res_200(100), true, chunked(b100, 33)).str() +
-                   reqmod("reqonly", kA204, kReqGet, false).str(),
-               {Esimple(405), E204()},
-               0,
-               false,
-               "H(reqonly) D0"});
+  v.push_back(kept("method_not_registered_405",
+                   respmod("reqonly", kA204, kReqGet, res_200(100), true, chunked(b100, 33)).str() +
+                       reqmod("reqonly", kA204, kReqGet, false).str(),
+                   {Esimple(405), E204()}, "H(reqonly) D0"));
 
   // method not OPTIONS/REQMOD/RESPMOD: 501
   v.push_back({"unknown_method_501",
@@ -168,7 +176,7 @@ void add_protocol_table(std::vector<Case> &v) {
   // REQMOD/RESPMOD without a valid Encapsulated: 400, then close (the
   // pipelined request after it is not answered)
   auto bad_enc = [&](const std::string &name, Msg m) {
-    v.push_back({name, m.str() + next_echo(), {Esimple(400, "close")}, 1, false, ""});
+    v.push_back(closing(name, m.str() + next_echo(), {Esimple(400, "close")}, ""));
   };
   {
     Msg m = reqmod("echo", kA204, kReqGet, false);
@@ -227,12 +235,9 @@ void add_protocol_table(std::vector<Case> &v) {
   // bad chunked bodies: 400 if no response started, then close
   auto bad_body = [&](const std::string &name, const std::string &body,
                       std::vector<std::pair<icap_limit, uint64_t>> lims = {}) {
-    Case c{name,
-           respmod("upper", kA204, kReqGet, res_200(5), true, body).str() + next_echo(),
-           {Esimple(400, "close")},
-           1,
-           false,
-           "H(upper) ERR-12 D-12"};
+    Case c =
+        closing(name, respmod("upper", kA204, kReqGet, res_200(5), true, body).str() + next_echo(),
+                {Esimple(400, "close")}, "H(upper) ERR-12 D-12");
     c.limits = std::move(lims);
     v.push_back(c);
   };
@@ -252,27 +257,21 @@ void add_protocol_table(std::vector<Case> &v) {
   bad_body("chunk_size_line_too_long_400",
            "5;" + std::string(5000, 'x') + "\r\nhello\r\n0\r\n\r\n");
   {
-    Case c{"preview_longer_than_announced_400",
-           respmod("upper", "Preview: 4\r\n", kReqGet, res_200(10), true,
-                   "a\r\n0123456789\r\n0\r\n\r\n")
-                   .str() +
-               next_echo(),
-           {Esimple(400, "close")},
-           1,
-           false,
-           "H(upper) ERR-12 D-12"};
+    Case c = closing("preview_longer_than_announced_400",
+                     respmod("upper", "Preview: 4\r\n", kReqGet, res_200(10), true,
+                             "a\r\n0123456789\r\n0\r\n\r\n")
+                             .str() +
+                         next_echo(),
+                     {Esimple(400, "close")}, "H(upper) ERR-12 D-12");
     v.push_back(c);
   }
   {
     // The echo's 200 is already under way when the bad chunk arrives: no
     // 400 can follow it, the connection just dies.
-    Case c{
+    Case c = closing(
         "bad_chunk_after_echo_started_dies",
         respmod("echo", "", kReqGet, res_200(10), true, "5\r\nhello\r\nzz\r\n").str() + next_echo(),
-        {Eres(res_200(10), "")},
-        1,
-        false,
-        "H(echo) D-12"};
+        {Eres(res_200(10), "")}, "H(echo) D-12");
     c.loose = true;
     v.push_back(c);
   }
@@ -280,87 +279,48 @@ void add_protocol_table(std::vector<Case> &v) {
   // header line or block over its limit: 400, then close
   {
     Msg m = reqmod("echo", "X-Big: " + std::string(600, 'a') + "\r\n" + kA204, kReqGet, false);
-    Case c{
-        "icap_head_over_limit_400", m.str() + next_echo(), {Esimple(400, "close")}, 1, false, ""};
-    c.limits = {{ICAP_LIMIT_HEADER_BYTES, 512}};
-    v.push_back(c);
-    Case u{"icap_head_unterminated_over_limit_400",
-           "REQMOD icap://icap.test/echo ICAP/1.0\r\nX-Big: " + std::string(1000, 'a'),
-           {Esimple(400, "close")},
-           1,
-           false,
-           ""};
-    u.limits = {{ICAP_LIMIT_HEADER_BYTES, 512}};
-    v.push_back(u);
+    v.push_back(over_limit("icap_head_over_limit_400", m.str() + next_echo(),
+                           ICAP_LIMIT_HEADER_BYTES, 512));
+    v.push_back(
+        over_limit("icap_head_unterminated_over_limit_400",
+                   "REQMOD icap://icap.test/echo ICAP/1.0\r\nX-Big: " + std::string(1000, 'a'),
+                   ICAP_LIMIT_HEADER_BYTES, 512));
     std::string h;
     for (int i = 0; i < 5; i++) h += "X-H" + std::to_string(i) + ": v\r\n";
-    Case n{"icap_too_many_headers_400",
-           reqmod("echo", h, kReqGet, false).str() + next_echo(),
-           {Esimple(400, "close")},
-           1,
-           false,
-           ""};
-    n.limits = {{ICAP_LIMIT_HEADER_COUNT, 5}};  // Host + 5 + Encapsulated
-    v.push_back(n);
-    Case hb{"http_head_over_limit_400",
-            reqmod("echo", kA204, kReqGet, false).str() + next_echo(),
-            {Esimple(400, "close")},
-            1,
-            false,
-            ""};
-    hb.limits = {{ICAP_LIMIT_HTTP_HEADER_BYTES, 64}};
-    v.push_back(hb);
-    Case hc{"http_too_many_fields_400",
-            reqmod("echo", kA204, kReqGet, false).str() + next_echo(),
-            {Esimple(400, "close")},
-            1,
-            false,
-            ""};
-    hc.limits = {{ICAP_LIMIT_HTTP_HEADER_COUNT, 1}};
-    v.push_back(hc);
-    Case pl{"preview_over_limit_400",
-            reqmod("upper", "Preview: 101\r\n", req_post(100), true, preview_body(b100, 100, true))
-                    .str() +
-                next_echo(),
-            {Esimple(400, "close")},
-            1,
-            false,
-            ""};
-    pl.limits = {{ICAP_LIMIT_PREVIEW_BYTES, 100}};
-    v.push_back(pl);
-    v.push_back({"preview_not_a_number_400",
-                 reqmod("echo", "Preview: ten\r\n", kReqGet, false).str() + next_echo(),
-                 {Esimple(400, "close")},
-                 1,
-                 false,
-                 ""});
-    v.push_back({"two_preview_headers_400",
-                 reqmod("echo", "Preview: 0\r\nPreview: 0\r\n", kReqGet, false).str() + next_echo(),
-                 {Esimple(400, "close")},
-                 1,
-                 false,
-                 ""});
+    v.push_back(over_limit("icap_too_many_headers_400",
+                           reqmod("echo", h, kReqGet, false).str() + next_echo(),
+                           ICAP_LIMIT_HEADER_COUNT, 5));  // Host + 5 + Encapsulated
+    v.push_back(over_limit("http_head_over_limit_400",
+                           reqmod("echo", kA204, kReqGet, false).str() + next_echo(),
+                           ICAP_LIMIT_HTTP_HEADER_BYTES, 64));
+    v.push_back(over_limit("http_too_many_fields_400",
+                           reqmod("echo", kA204, kReqGet, false).str() + next_echo(),
+                           ICAP_LIMIT_HTTP_HEADER_COUNT, 1));
+    v.push_back(over_limit(
+        "preview_over_limit_400",
+        reqmod("upper", "Preview: 101\r\n", req_post(100), true, preview_body(b100, 100, true))
+                .str() +
+            next_echo(),
+        ICAP_LIMIT_PREVIEW_BYTES, 100));
+    v.push_back(closing("preview_not_a_number_400",
+                        reqmod("echo", "Preview: ten\r\n", kReqGet, false).str() + next_echo(),
+                        {Esimple(400, "close")}, ""));
     v.push_back(
-        {"icap_header_with_nul_400",
-         reqmod("echo", std::string("X-A: a\0b\r\n", 10), kReqGet, false).str() + next_echo(),
-         {Esimple(400, "close")},
-         1,
-         false,
-         ""});
-    v.push_back({"icap_obs_fold_400",
-                 reqmod("echo", "X-A: a\r\n b\r\n", kReqGet, false).str() + next_echo(),
-                 {Esimple(400, "close")},
-                 1,
-                 false,
-                 ""});
-    v.push_back(
-        {"icap_bare_lf_head_400",
-         "REQMOD icap://icap.test/echo ICAP/1.0\nHost: x\r\nEncapsulated: null-body=0\r\n\r\n" +
-             next_echo(),
-         {Esimple(400, "close")},
-         1,
-         false,
-         ""});
+        closing("two_preview_headers_400",
+                reqmod("echo", "Preview: 0\r\nPreview: 0\r\n", kReqGet, false).str() + next_echo(),
+                {Esimple(400, "close")}, ""));
+    v.push_back(closing(
+        "icap_header_with_nul_400",
+        reqmod("echo", std::string("X-A: a\0b\r\n", 10), kReqGet, false).str() + next_echo(),
+        {Esimple(400, "close")}, ""));
+    v.push_back(closing("icap_obs_fold_400",
+                        reqmod("echo", "X-A: a\r\n b\r\n", kReqGet, false).str() + next_echo(),
+                        {Esimple(400, "close")}, ""));
+    v.push_back(closing(
+        "icap_bare_lf_head_400",
+        "REQMOD icap://icap.test/echo ICAP/1.0\nHost: x\r\nEncapsulated: null-body=0\r\n\r\n" +
+            next_echo(),
+        {Esimple(400, "close")}, ""));
   }
 
   // OPTIONS without an Encapsulated header (Squid): 200
@@ -375,217 +335,136 @@ void add_protocol_table(std::vector<Case> &v) {
               {"Preview", "1024"},
               {"Transfer-Preview", "*"},
               {"Server", "libicap-test/1.0"}};
-    v.push_back({"options_squid_without_encapsulated_200",
-                 options("echo", "Allow: 206, trailers\r\n").str(),
-                 {o},
-                 0,
-                 false,
-                 ""});
-    v.push_back({"options_cicap_null_body_200",
-                 options("echo", "User-Agent: C-ICAP-Client-Library/0.5.10\r\n", "null-body").str(),
-                 {o},
-                 0,
-                 false,
-                 ""});
+    v.push_back(kept("options_squid_without_encapsulated_200",
+                     options("echo", "Allow: 206, trailers\r\n").str(), {o}, ""));
+    v.push_back(
+        kept("options_cicap_null_body_200",
+             options("echo", "User-Agent: C-ICAP-Client-Library/0.5.10\r\n", "null-body").str(),
+             {o}, ""));
     Msg ob = options("echo", "", "opt-body");
     ob.body = chunked("opt body data", 4);
-    v.push_back({"options_opt_body_discarded_200",
-                 ob.str() + next_echo(),
-                 {o, E204()},
-                 0,
-                 false,
-                 "H(echo) D0"});
+    v.push_back(
+        kept("options_opt_body_discarded_200", ob.str() + next_echo(), {o, E204()}, "H(echo) D0"));
     Exp ro = Esimple(200);
     ro.icap = {{"Methods", "REQMOD"}, {"ISTag", "\"tag-reqonly\""}};
-    v.push_back({"options_reqonly_methods", options("reqonly", "").str(), {ro}, 0, false, ""});
+    v.push_back(kept("options_reqonly_methods", options("reqonly", "").str(), {ro}, ""));
     Exp oh = Esimple(200);
     oh.icap = {{"Methods", "REQMOD, RESPMOD"},
                {"Preview", "0"},
                {"X-Include", "X-Client-IP"},
                {"ISTag", "\"opt-tag\""},
                {"Allow", "204"}};
-    v.push_back({"options_handler_overrides_headers",
-                 options("opt", "").str() + next_echo(),
-                 {oh, E204()},
-                 0,
-                 false,
-                 "H(opt) date=-1 D0 H(echo) D0"});
+    v.push_back(kept("options_handler_overrides_headers", options("opt", "").str() + next_echo(),
+                     {oh, E204()}, "H(opt) date=-1 D0 H(echo) D0"));
   }
 
   // Preview: 0 with null-body: no chunk follows, answer at once
-  v.push_back({"preview0_null_body_answered_at_once",
-               reqmod("echo", "Preview: 0\r\nAllow: 204, trailers\r\n", kReqGet, false).str(),
-               {E204()},
-               0,
-               false,
-               "H(echo) D0"});
-  v.push_back({"preview0_null_body_no_allow_204_still_204",
-               reqmod("echo", "Preview: 0\r\n", kReqGet, false).str() + next_echo(),
-               {E204(), E204()},
-               0,
-               false,
-               "H(echo) D0 H(echo) D0"});
-  v.push_back({"preview0_null_body_upper_answers_at_once",
-               reqmod("upper", "Preview: 0\r\n", kReqGet, false).str() + next_echo(),
-               {Ereq(kReqGet, std::nullopt), E204()},
-               0,
-               false,
-               "H(upper) read=-3 D0 H(echo) D0"});
-  v.push_back(
-      {"preview0_null_body_respmod",
-       respmod("echo", "Preview: 0\r\nAllow: 204, trailers\r\n", kReqGet, res_200(0), false).str() +
-           next_echo(),
-       {E204(), E204()},
-       0,
-       false,
-       "H(echo) D0 H(echo) D0"});
+  v.push_back(kept("preview0_null_body_answered_at_once",
+                   reqmod("echo", "Preview: 0\r\nAllow: 204, trailers\r\n", kReqGet, false).str(),
+                   {E204()}, "H(echo) D0"));
+  v.push_back(kept("preview0_null_body_no_allow_204_still_204",
+                   reqmod("echo", "Preview: 0\r\n", kReqGet, false).str() + next_echo(),
+                   {E204(), E204()}, "H(echo) D0 H(echo) D0"));
+  v.push_back(kept("preview0_null_body_upper_answers_at_once",
+                   reqmod("upper", "Preview: 0\r\n", kReqGet, false).str() + next_echo(),
+                   {Ereq(kReqGet, std::nullopt), E204()}, "H(upper) read=-3 D0 H(echo) D0"));
+  v.push_back(kept(
+      "preview0_null_body_respmod",
+      respmod("echo", "Preview: 0\r\nAllow: 204, trailers\r\n", kReqGet, res_200(0), false).str() +
+          next_echo(),
+      {E204(), E204()}, "H(echo) D0 H(echo) D0"));
 
   // response sent before the whole body arrived: the rest is discarded
-  v.push_back({"early_403_rest_discarded_next_answered",
-               reqmod("deny", "", req_post(1024), true, chunked(b1k, 256)).str() + next_echo(),
-               {Esimple(403), E204()},
-               0,
-               false,
-               "H(deny) D0 H(echo) D0"});
+  v.push_back(kept("early_403_rest_discarded_next_answered",
+                   reqmod("deny", "", req_post(1024), true, chunked(b1k, 256)).str() + next_echo(),
+                   {Esimple(403), E204()}, "H(deny) D0 H(echo) D0"));
+  v.push_back(kept(
+      "early_403_in_preview_no_rest",
+      reqmod("deny", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false)).str() +
+          next_echo(),
+      {Esimple(403), E204()}, "H(deny) D0 H(echo) D0"));
   v.push_back(
-      {"early_403_in_preview_no_rest",
-       reqmod("deny", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false)).str() +
-           next_echo(),
-       {Esimple(403), E204()},
-       0,
-       false,
-       "H(deny) D0 H(echo) D0"});
-  v.push_back(
-      {"early_403_preview_ieof",
-       reqmod("deny", "Preview: 100\r\n", req_post(100), true, preview_body(b100, 100, false))
-               .str() +
-           next_echo(),
-       {Esimple(403), E204()},
-       0,
-       false,
-       "H(deny) D0 H(echo) D0"});
-  v.push_back({"early_echo_body_streamed_next_answered",
-               reqmod("echo", "", req_post(1024), true, chunked(b1k, 100)).str() + next_echo(),
-               {Ereq(req_post(1024), b1k), E204()},
-               0,
-               false,
-               "H(echo) D0 H(echo) D0"});
+      kept("early_403_preview_ieof",
+           reqmod("deny", "Preview: 100\r\n", req_post(100), true, preview_body(b100, 100, false))
+                   .str() +
+               next_echo(),
+           {Esimple(403), E204()}, "H(deny) D0 H(echo) D0"));
+  v.push_back(kept("early_echo_body_streamed_next_answered",
+                   reqmod("echo", "", req_post(1024), true, chunked(b1k, 100)).str() + next_echo(),
+                   {Ereq(req_post(1024), b1k), E204()}, "H(echo) D0 H(echo) D0"));
 
   // 204 chosen but not allowed: the original message comes back as 200
-  v.push_back({"s204_not_allowed_echo_200",
-               reqmod("s204", "", req_post(100), true, chunked(b100, 30)).str() + next_echo(),
-               {Ereq(req_post(100), b100), E204()},
-               0,
-               false,
-               "H(s204) D0 H(echo) D0"});
-  v.push_back({"s204_not_allowed_null_body_echo_200",
-               respmod("s204", "", kReqGet, res_200(0), false).str(),
-               {Eres(res_200(0), std::nullopt)},
-               0,
-               false,
-               "H(s204) D0"});
-  v.push_back({"s204_allowed_204_body_discarded",
-               reqmod("s204", kA204, req_post(100), true, chunked(b100, 30)).str() + next_echo(),
-               {E204(), E204()},
-               0,
-               false,
-               "H(s204) D0 H(echo) D0"});
+  v.push_back(kept("s204_not_allowed_echo_200",
+                   reqmod("s204", "", req_post(100), true, chunked(b100, 30)).str() + next_echo(),
+                   {Ereq(req_post(100), b100), E204()}, "H(s204) D0 H(echo) D0"));
+  v.push_back(kept("s204_not_allowed_null_body_echo_200",
+                   respmod("s204", "", kReqGet, res_200(0), false).str(),
+                   {Eres(res_200(0), std::nullopt)}, "H(s204) D0"));
   v.push_back(
-      {"s204_in_preview_204",
-       reqmod("s204", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false)).str() +
-           next_echo(),
-       {E204(), E204()},
-       0,
-       false,
-       "H(s204) D0 H(echo) D0"});
-  v.push_back(
-      {"echo_not_allowed_respmod_200",
-       respmod("echo", "Allow: trailers\r\n", kReqGet, res_200(100), true, chunked(b100, 7)).str(),
-       {Eres(res_200(100), b100)},
-       0,
-       false,
-       "H(echo) D0"});
+      kept("s204_allowed_204_body_discarded",
+           reqmod("s204", kA204, req_post(100), true, chunked(b100, 30)).str() + next_echo(),
+           {E204(), E204()}, "H(s204) D0 H(echo) D0"));
+  v.push_back(kept(
+      "s204_in_preview_204",
+      reqmod("s204", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false)).str() +
+          next_echo(),
+      {E204(), E204()}, "H(s204) D0 H(echo) D0"));
+  v.push_back(kept(
+      "echo_not_allowed_respmod_200",
+      respmod("echo", "Allow: trailers\r\n", kReqGet, res_200(100), true, chunked(b100, 7)).str(),
+      {Eres(res_200(100), b100)}, "H(echo) D0"));
 
   // 100 Continue after a preview that ended with ieof: never sent
-  v.push_back({"no_100_after_ieof_cont",
-               respmod("cont", "Preview: 1024\r\n", kReqGet, res_200(100), true,
-                       preview_body(b100, 1024, true))
-                   .str(),
-               {Eres(res_200(100), b100)},
-               0,
-               false,
-               "H(cont) early=-3 END3:100 cont=-3 D0"});
-  v.push_back({"no_100_after_ieof_upper",
-               respmod("upper", "Preview: 100\r\n", kReqGet, res_200(100), true,
-                       preview_body(b100, 100, true))
-                   .str(),
-               {Eres(res_200(100), upper(b100))},
-               0,
-               false,
-               "H(upper) END3:100 D0"});
+  v.push_back(kept("no_100_after_ieof_cont",
+                   respmod("cont", "Preview: 1024\r\n", kReqGet, res_200(100), true,
+                           preview_body(b100, 1024, true))
+                       .str(),
+                   {Eres(res_200(100), b100)}, "H(cont) early=-3 END3:100 cont=-3 D0"));
+  v.push_back(kept("no_100_after_ieof_upper",
+                   respmod("upper", "Preview: 100\r\n", kReqGet, res_200(100), true,
+                           preview_body(b100, 100, true))
+                       .str(),
+                   {Eres(res_200(100), upper(b100))}, "H(upper) END3:100 D0"));
 
   // handler fails: 500, then close
-  v.push_back({"handler_error_500_close",
-               reqmod("fail", kA204, kReqGet, false).str() + next_echo(),
-               {Esimple(500, "close")},
-               1,
-               false,
-               "H(fail) D-16"});
-  v.push_back({"handler_error_with_body_500_close",
-               reqmod("fail", "", req_post(100), true, chunked(b100)).str() + next_echo(),
-               {Esimple(500, "close")},
-               1,
-               false,
-               "H(fail) D-16"});
-  v.push_back({"handler_throws_500_close",
-               reqmod("throw", kA204, kReqGet, false).str() + next_echo(),
-               {Esimple(500, "close")},
-               1,
-               false,
-               "H(throw) D-16"});
+  v.push_back(closing("handler_error_500_close",
+                      reqmod("fail", kA204, kReqGet, false).str() + next_echo(),
+                      {Esimple(500, "close")}, "H(fail) D-16"));
+  v.push_back(closing("handler_error_with_body_500_close",
+                      reqmod("fail", "", req_post(100), true, chunked(b100)).str() + next_echo(),
+                      {Esimple(500, "close")}, "H(fail) D-16"));
+  v.push_back(closing("handler_throws_500_close",
+                      reqmod("throw", kA204, kReqGet, false).str() + next_echo(),
+                      {Esimple(500, "close")}, "H(throw) D-16"));
   // The handler answered completely, then returned an error: the answer is
   // already queued and stays; the connection closes after it.
-  v.push_back({"handler_error_after_answer_keeps_answer_then_closes",
-               reqmod("failafter", kA204, kReqGet, false).str() + next_echo(),
-               {E204()},
-               1,
-               false,
-               "H(failafter) D-16"});
+  v.push_back(closing("handler_error_after_answer_keeps_answer_then_closes",
+                      reqmod("failafter", kA204, kReqGet, false).str() + next_echo(), {E204()},
+                      "H(failafter) D-16"));
   {
     // icap_request_abort(): "the connection is closed after what was
     // already queued" - the head and the first chunk reach the client.
-    Case c{"abort_mid_stream_queued_bytes_delivered",
-           reqmod("abortmid", "", req_post(100), true, chunked(b100)).str() + next_echo(),
-           {},
-           1,
-           false,
-           "H(abortmid) D-16"};
+    Case c = closing("abort_mid_stream_queued_bytes_delivered",
+                     reqmod("abortmid", "", req_post(100), true, chunked(b100)).str() + next_echo(),
+                     {}, "H(abortmid) D-16");
     c.partial = "ICAP/1.0 200 OK";
     v.push_back(c);
   }
 
   // Connection: close from the client: answer, then close
-  v.push_back({"client_connection_close",
-               reqmod("echo", kA204 + "Connection: close\r\n", kReqGet, false).str() + next_echo(),
-               {E204("close")},
-               1,
-               false,
-               "H(echo) D0"});
   v.push_back(
-      {"client_connection_close_streamed_echo",
-       reqmod("echo", "Connection: close\r\n", req_post(100), true, chunked(b100, 9)).str() +
-           next_echo(),
-       {Ereq(req_post(100), b100, "close")},
-       1,
-       false,
-       "H(echo) D0"});
+      closing("client_connection_close",
+              reqmod("echo", kA204 + "Connection: close\r\n", kReqGet, false).str() + next_echo(),
+              {E204("close")}, "H(echo) D0"));
   v.push_back(
-      {"client_connection_close_in_list",
-       reqmod("echo", kA204 + "Connection: foo, Close\r\n", kReqGet, false).str() + next_echo(),
-       {E204("close")},
-       1,
-       false,
-       "H(echo) D0"});
+      closing("client_connection_close_streamed_echo",
+              reqmod("echo", "Connection: close\r\n", req_post(100), true, chunked(b100, 9)).str() +
+                  next_echo(),
+              {Ereq(req_post(100), b100, "close")}, "H(echo) D0"));
+  v.push_back(closing(
+      "client_connection_close_in_list",
+      reqmod("echo", kA204 + "Connection: foo, Close\r\n", kReqGet, false).str() + next_echo(),
+      {E204("close")}, "H(echo) D0"));
 
   // several requests pipelined on one connection: answered in order
   {
@@ -597,29 +476,20 @@ void add_protocol_table(std::vector<Case> &v) {
                      respmod("echo", "", kReqGet, res_200(300), true, chunked(b300, 64)).str() +
                      reqmod("push", "", req_post(50), true, chunked(b50, 10)).str() + "\r\n\r\n" +
                      next_echo();
-    v.push_back({"pipelined_mixed_answered_in_order",
-                 in,
-                 {o, E204(), Eres(res_200(100), upper(b100)), Esimple(403),
-                  Eres(res_200(300), b300), Ereq(req_post(50), b50), E204()},
-                 0,
-                 false,
-                 "H(echo) D0 H(upper) END1:100 D0 H(deny) D0 H(echo) D0 H(push) END1:50 D0 "
-                 "H(echo) D0"});
-    v.push_back({"deferred_answer_holds_the_pipeline",
-                 reqmod("late", kA204, kReqGet, false).str() + next_echo(),
-                 {E204(), E204()},
-                 0,
-                 false,
-                 "H(late) D0 H(echo) D0 late:na=0"});
+    v.push_back(kept("pipelined_mixed_answered_in_order", in,
+                     {o, E204(), Eres(res_200(100), upper(b100)), Esimple(403),
+                      Eres(res_200(300), b300), Ereq(req_post(50), b50), E204()},
+                     "H(echo) D0 H(upper) END1:100 D0 H(deny) D0 H(echo) D0 H(push) END1:50 D0 "
+                     "H(echo) D0"));
+    v.push_back(kept("deferred_answer_holds_the_pipeline",
+                     reqmod("late", kA204, kReqGet, false).str() + next_echo(), {E204(), E204()},
+                     "H(late) D0 H(echo) D0 late:na=0"));
     // An answer given later from outside any callback (a post or offload
     // callback) that aborts: 500, close, and the done callback says
     // ICAP_EHANDLER.
-    v.push_back({"deferred_abort_500_close",
-                 reqmod("lateabort", kA204, kReqGet, false).str() + next_echo(),
-                 {Esimple(500, "close")},
-                 1,
-                 false,
-                 "H(lateabort) D-16 late:abort=0"});
+    v.push_back(closing("deferred_abort_500_close",
+                        reqmod("lateabort", kA204, kReqGet, false).str() + next_echo(),
+                        {Esimple(500, "close")}, "H(lateabort) D-16 late:abort=0"));
   }
 
   // REQMOD answered with an HTTP response (block page) or a new request
@@ -630,21 +500,16 @@ void add_protocol_table(std::vector<Case> &v) {
     blk.res_hdr = "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n";
     blk.enc = "res-hdr=0, res-body=" + std::to_string(blk.res_hdr.size());
     blk.body = "blocked";
-    v.push_back({"reqmod_block_page_body_discarded",
-                 reqmod("block", "", req_post(1024), true, chunked(b1k, 200)).str() + next_echo(),
-                 {blk, E204()},
-                 0,
-                 false,
-                 "H(block) inj=-1 D0 H(echo) D0"});
     v.push_back(
-        {"reqmod_block_page_in_preview",
-         reqmod("block", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false))
-                 .str() +
-             next_echo(),
-         {blk, E204()},
-         0,
-         false,
-         "H(block) inj=-1 D0 H(echo) D0"});
+        kept("reqmod_block_page_body_discarded",
+             reqmod("block", "", req_post(1024), true, chunked(b1k, 200)).str() + next_echo(),
+             {blk, E204()}, "H(block) inj=-1 D0 H(echo) D0"));
+    v.push_back(
+        kept("reqmod_block_page_in_preview",
+             reqmod("block", "Preview: 10\r\n", req_post(100), true, preview_body(b100, 10, false))
+                     .str() +
+                 next_echo(),
+             {blk, E204()}, "H(block) inj=-1 D0 H(echo) D0"));
     const std::string rw =
         "GET http://example.com/rewritten HTTP/1.1\r\nHost: example.com\r\nX-Rewritten: 1\r\n\r\n";
     Exp blk0 = blk;
@@ -652,129 +517,62 @@ void add_protocol_table(std::vector<Case> &v) {
     blk0.enc = "res-hdr=0, null-body=" + std::to_string(blk0.res_hdr.size());
     blk0.body = std::nullopt;
     v.push_back(
-        {"pending_read_cancelled_by_complete_answer",
-         reqmod("readanswer", "", req_post(1024), true, chunked(b1k, 200)).str() + next_echo(),
-         {blk0, E204()},
-         0,
-         false,
-         "H(readanswer) ERR-11 D0 H(echo) D0"});
-    v.push_back({"reqmod_rewritten_request",
-                 reqmod("rewrite", "", kReqGet, false).str() + next_echo(),
-                 {Ereq(rw, std::nullopt), E204()},
-                 0,
-                 false,
-                 "H(rewrite) D0 H(echo) D0"});
-    v.push_back({"respmod_cannot_set_http_request",
-                 respmod("rewrite", kA204, kReqGet, res_200(0), false).str(),
-                 {E204()},
-                 0,
-                 false,
-                 "H(rewrite) req=-1 D0"});
+        kept("pending_read_cancelled_by_complete_answer",
+             reqmod("readanswer", "", req_post(1024), true, chunked(b1k, 200)).str() + next_echo(),
+             {blk0, E204()}, "H(readanswer) ERR-11 D0 H(echo) D0"));
+    v.push_back(kept("reqmod_rewritten_request",
+                     reqmod("rewrite", "", kReqGet, false).str() + next_echo(),
+                     {Ereq(rw, std::nullopt), E204()}, "H(rewrite) D0 H(echo) D0"));
+    v.push_back(kept("respmod_cannot_set_http_request",
+                     respmod("rewrite", kA204, kReqGet, res_200(0), false).str(), {E204()},
+                     "H(rewrite) req=-1 D0"));
   }
 
   // client EOF
-  v.push_back(
-      {"eof_after_complete_request", next_echo(), {E204()}, 1, false, "H(echo) D0", {}, End::kEof});
+  v.push_back(ending(End::kEof, "eof_after_complete_request", next_echo(), {E204()}, "H(echo) D0"));
   // After a half-close, what was completely received is still answered (the
   // first answer cannot say close: a pipelined request may follow), then the
   // session closes.
-  v.push_back({"eof_before_deferred_answer",
-               reqmod("late", kA204, kReqGet, false).str(),
-               {E204()},
-               1,
-               false,
-               "H(late) D0 late:na=0",
-               {},
-               End::kEof});
-  v.push_back({"eof_after_pipelined_requests_answers_all",
-               reqmod("late", kA204, kReqGet, false).str() + next_echo() +
-                   respmod("upper", "", kReqGet, res_200(100), true, chunked(b100, 50)).str(),
-               {E204(), E204(), Eres(res_200(100), upper(b100))},
-               1,
-               false,
-               "H(late) D0 H(echo) D0 H(upper) END1:100 D0 late:na=0",
-               {},
-               End::kEof});
-  v.push_back({"eof_after_pipelined_then_partial_request_dies",
-               reqmod("late", kA204, kReqGet, false).str() + next_echo() +
-                   respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(),
-               {E204(), E204()},
-               1,
-               false,
-               "H(late) D0 H(echo) D0 H(upper) ERR-9 D-9 late:na=0",
-               {},
-               End::kEof});
-  v.push_back({"eof_mid_body_dies",
-               respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(),
-               {},
-               1,
-               false,
-               "H(upper) ERR-9 D-9",
-               {},
-               End::kEof});
-  v.push_back({"eof_mid_head_dies",
-               "REQMOD icap://icap.test/echo ICAP/1.0\r\nHost: x\r\n",
-               {},
-               1,
-               true,
-               "",
-               {},
-               End::kEof});
-  v.push_back({"eof_mid_encapsulated_head_dies",
-               next_echo().substr(0, next_echo().find("\r\n\r\n") + 14),
-               {},
-               1,
-               false,
-               "",
-               {},
-               End::kEof});
+  v.push_back(ending(End::kEof, "eof_before_deferred_answer",
+                     reqmod("late", kA204, kReqGet, false).str(), {E204()},
+                     "H(late) D0 late:na=0"));
+  v.push_back(ending(End::kEof, "eof_after_pipelined_requests_answers_all",
+                     reqmod("late", kA204, kReqGet, false).str() + next_echo() +
+                         respmod("upper", "", kReqGet, res_200(100), true, chunked(b100, 50)).str(),
+                     {E204(), E204(), Eres(res_200(100), upper(b100))},
+                     "H(late) D0 H(echo) D0 H(upper) END1:100 D0 late:na=0"));
+  v.push_back(ending(End::kEof, "eof_after_pipelined_then_partial_request_dies",
+                     reqmod("late", kA204, kReqGet, false).str() + next_echo() +
+                         respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(),
+                     {E204(), E204()}, "H(late) D0 H(echo) D0 H(upper) ERR-9 D-9 late:na=0"));
+  v.push_back(ending(End::kEof, "eof_mid_body_dies",
+                     respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(), {},
+                     "H(upper) ERR-9 D-9"));
+  v.push_back(ending(End::kEof, "eof_mid_head_dies",
+                     "REQMOD icap://icap.test/echo ICAP/1.0\r\nHost: x\r\n", {}, "", true));
+  v.push_back(ending(End::kEof, "eof_mid_encapsulated_head_dies",
+                     next_echo().substr(0, next_echo().find("\r\n\r\n") + 14), {}, ""));
 
   // timeouts (the server's timers call timed_out(wait()))
-  v.push_back({"timeout_partial_head_408",
-               "REQMOD icap://icap.test/echo ICAP/1.0\r\nHost: x\r\n",
-               {Esimple(408, "close")},
-               1,
-               false,
-               "",
-               {},
-               End::kTimeout});
-  v.push_back({"timeout_partial_body_408",
-               respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(),
-               {Esimple(408, "close")},
-               1,
-               false,
-               "H(upper) ERR-10 D-10",
-               {},
-               End::kTimeout});
-  v.push_back({"timeout_handler_500",
-               reqmod("silent", kA204, kReqGet, false).str(),
-               {Esimple(500, "close")},
-               1,
-               false,
-               "H(silent) D-10",
-               {},
-               End::kTimeout});
-  v.push_back({"timeout_deferred_handler_500",
-               reqmod("late", kA204, kReqGet, false).str(),
-               {Esimple(500, "close")},
-               1,
-               false,
-               "H(late) D-10 late:na=-3",
-               {},
-               End::kTimeout});
-  v.push_back({"timeout_idle_closes_silently",
-               next_echo(),
-               {E204()},
-               1,
-               true,
-               "H(echo) D0",
-               {},
-               End::kTimeout});
+  v.push_back(ending(End::kTimeout, "timeout_partial_head_408",
+                     "REQMOD icap://icap.test/echo ICAP/1.0\r\nHost: x\r\n",
+                     {Esimple(408, "close")}, ""));
+  v.push_back(ending(End::kTimeout, "timeout_partial_body_408",
+                     respmod("upper", "", kReqGet, res_200(100), true, "64\r\nabc").str(),
+                     {Esimple(408, "close")}, "H(upper) ERR-10 D-10"));
+  v.push_back(ending(End::kTimeout, "timeout_handler_500",
+                     reqmod("silent", kA204, kReqGet, false).str(), {Esimple(500, "close")},
+                     "H(silent) D-10"));
+  v.push_back(ending(End::kTimeout, "timeout_deferred_handler_500",
+                     reqmod("late", kA204, kReqGet, false).str(), {Esimple(500, "close")},
+                     "H(late) D-10 late:na=-3"));
+  v.push_back(ending(End::kTimeout, "timeout_idle_closes_silently", next_echo(), {E204()},
+                     "H(echo) D0", true));
 
   // the server is draining: responses say Connection: close
   {
-    Case c{"draining_says_close", next_echo() + next_echo(), {E204("close")}, 1, false,
-           "H(echo) D0"};
+    Case c =
+        closing("draining_says_close", next_echo() + next_echo(), {E204("close")}, "H(echo) D0");
     c.draining = true;
     v.push_back(c);
   }
@@ -839,8 +637,8 @@ void add_encapsulated_combinations(std::vector<Case> &v) {
       if (s == "upper") trace += c.body ? " END1:100" : " read=-3";
       if (s == "push" && c.body) trace += " END1:100";
       trace += " D0";
-      Case k{"enc_" + c.name + "_" + s, m.str() + next_echo(), {e, E204()}, 0, false,
-             trace + " H(echo) D0"};
+      Case k = kept("enc_" + c.name + "_" + s, m.str() + next_echo(), {e, E204()},
+                    trace + " H(echo) D0");
       k.views = {c.view, "REQMOD enc=0,-1,-1,-1," + G + ",-1 pv=-1 body=0 allow=10" + getv};
       v.push_back(k);
     }
@@ -938,120 +736,63 @@ void add_previews(std::vector<Case> &v) {
     return respmod(svc, hdrs, kReqGet, res, true, body).str();
   };
   const std::string P10 = "Preview: 10\r\n";
-  v.push_back({"pv10_of_100_upper_100_continue",
-               rm("upper", P10, preview_body(b, 10, true, 4)),
-               {E100(), Eres(res, upper(b))},
-               0,
-               false,
-               "H(upper) END5:10 END1:100 D0"});
-  v.push_back({"pv10_of_100_echo_204_rest_not_needed",
-               rm("echo", P10, preview_body(b, 10, false)) + next_echo(),
-               {E204(), E204()},
-               0,
-               false,
-               "H(echo) D0 H(echo) D0"});
-  v.push_back({"pv10_of_100_p204_after_preview_rest_not_needed",
-               rm("p204", P10, preview_body(b, 10, false)) + next_echo(),
-               {E204(), E204()},
-               0,
-               false,
-               "H(p204) END5:10 inpv=1 na=0 D0 H(echo) D0"});
-  v.push_back({"pv100_of_100_ieof_upper",
-               rm("upper", "Preview: 100\r\n", preview_body(b, 100, true)),
-               {Eres(res, upper(b))},
-               0,
-               false,
-               "H(upper) END3:100 D0"});
-  v.push_back({"pv200_of_100_ieof_upper",
-               rm("upper", "Preview: 200\r\n", preview_body(b, 200, true)),
-               {Eres(res, upper(b))},
-               0,
-               false,
-               "H(upper) END3:100 D0"});
-  v.push_back({"pv100_of_100_ieof_p204",
-               rm("p204", "Preview: 100\r\n", preview_body(b, 100, true)),
-               {E204()},
-               0,
-               false,
-               "H(p204) END3:100 inpv=1 na=0 D0"});
-  v.push_back({"pv0_with_body_upper_100_continue",
-               rm("upper", "Preview: 0\r\n", preview_body(b, 0, true, 25)),
-               {E100(), Eres(res, upper(b))},
-               0,
-               false,
-               "H(upper) END5:0 END1:100 D0"});
-  v.push_back({"pv0_with_body_echo_204",
-               rm("echo", "Preview: 0\r\n", preview_body(b, 0, false)) + next_echo(),
-               {E204(), E204()},
-               0,
-               false,
-               "H(echo) D0 H(echo) D0"});
+  v.push_back(kept("pv10_of_100_upper_100_continue", rm("upper", P10, preview_body(b, 10, true, 4)),
+                   {E100(), Eres(res, upper(b))}, "H(upper) END5:10 END1:100 D0"));
+  v.push_back(kept("pv10_of_100_echo_204_rest_not_needed",
+                   rm("echo", P10, preview_body(b, 10, false)) + next_echo(), {E204(), E204()},
+                   "H(echo) D0 H(echo) D0"));
+  v.push_back(kept("pv10_of_100_p204_after_preview_rest_not_needed",
+                   rm("p204", P10, preview_body(b, 10, false)) + next_echo(), {E204(), E204()},
+                   "H(p204) END5:10 inpv=1 na=0 D0 H(echo) D0"));
+  v.push_back(kept("pv100_of_100_ieof_upper",
+                   rm("upper", "Preview: 100\r\n", preview_body(b, 100, true)),
+                   {Eres(res, upper(b))}, "H(upper) END3:100 D0"));
+  v.push_back(kept("pv200_of_100_ieof_upper",
+                   rm("upper", "Preview: 200\r\n", preview_body(b, 200, true)),
+                   {Eres(res, upper(b))}, "H(upper) END3:100 D0"));
+  v.push_back(kept("pv100_of_100_ieof_p204",
+                   rm("p204", "Preview: 100\r\n", preview_body(b, 100, true)), {E204()},
+                   "H(p204) END3:100 inpv=1 na=0 D0"));
+  v.push_back(kept("pv0_with_body_upper_100_continue",
+                   rm("upper", "Preview: 0\r\n", preview_body(b, 0, true, 25)),
+                   {E100(), Eres(res, upper(b))}, "H(upper) END5:0 END1:100 D0"));
+  v.push_back(kept("pv0_with_body_echo_204",
+                   rm("echo", "Preview: 0\r\n", preview_body(b, 0, false)) + next_echo(),
+                   {E204(), E204()}, "H(echo) D0 H(echo) D0"));
   v.push_back(
-      {"pv0_ieof_empty_body_upper",
-       respmod("upper", "Preview: 0\r\n", kReqGet, res_200(0), true, "0; ieof\r\n\r\n").str(),
-       {Eres(res_200(0), "")},
-       0,
-       false,
-       "H(upper) END3:0 D0"});
-  v.push_back({"pv10_cont_explicit_then_read",
-               rm("cont", P10, preview_body(b, 10, true, 3)),
-               {E100(), Eres(res, b)},
-               0,
-               false,
-               "H(cont) early=-3 END5:10 cont=0 cont2=-3 END1:100 D0"});
-  v.push_back({"pv10_contna_echo_200_after_continue",
-               rm("contna", P10, preview_body(b, 10, true, 6)) + next_echo(),
-               {E100(), Eres(res, b), E204()},
-               0,
-               false,
-               "H(contna) END5:10 na=0 D0 H(echo) D0"});
-  v.push_back({"pv10_contna_allow204_rest_discarded",
-               rm("contna", P10 + kA204, preview_body(b, 10, true, 6)) + next_echo(),
-               {E100(), E204(), E204()},
-               0,
-               false,
-               "H(contna) END5:10 na=0 D0 H(echo) D0"});
-  v.push_back({"pv100_ieof_contna_204",
-               rm("contna", "Preview: 100\r\n", preview_body(b, 100, true)),
-               {E204()},
-               0,
-               false,
-               "H(contna) END3:100 na=0 D0"});
-  v.push_back({"pv10_push_pause_resume",
-               rm("push", P10, preview_body(b, 10, true, 7)),
-               {E100(), Eres(res, b)},
-               0,
-               false,
-               "H(push) END5:10 cont=0 END1:100 D0"});
-  v.push_back(
-      {"pv_two_preview_chunks_upper",
-       rm("upper", P10,
-          chunk(b.substr(0, 4)) + chunk(b.substr(4, 6)) + "0\r\n\r\n" + chunked(b.substr(10), 30)),
-       {E100(), Eres(res, upper(b))},
-       0,
-       false,
-       "H(upper) END5:10 END1:100 D0"});
+      kept("pv0_ieof_empty_body_upper",
+           respmod("upper", "Preview: 0\r\n", kReqGet, res_200(0), true, "0; ieof\r\n\r\n").str(),
+           {Eres(res_200(0), "")}, "H(upper) END3:0 D0"));
+  v.push_back(kept("pv10_cont_explicit_then_read", rm("cont", P10, preview_body(b, 10, true, 3)),
+                   {E100(), Eres(res, b)}, "H(cont) early=-3 END5:10 cont=0 cont2=-3 END1:100 D0"));
+  v.push_back(kept("pv10_contna_echo_200_after_continue",
+                   rm("contna", P10, preview_body(b, 10, true, 6)) + next_echo(),
+                   {E100(), Eres(res, b), E204()}, "H(contna) END5:10 na=0 D0 H(echo) D0"));
+  v.push_back(kept("pv10_contna_allow204_rest_discarded",
+                   rm("contna", P10 + kA204, preview_body(b, 10, true, 6)) + next_echo(),
+                   {E100(), E204(), E204()}, "H(contna) END5:10 na=0 D0 H(echo) D0"));
+  v.push_back(kept("pv100_ieof_contna_204",
+                   rm("contna", "Preview: 100\r\n", preview_body(b, 100, true)), {E204()},
+                   "H(contna) END3:100 na=0 D0"));
+  v.push_back(kept("pv10_push_pause_resume", rm("push", P10, preview_body(b, 10, true, 7)),
+                   {E100(), Eres(res, b)}, "H(push) END5:10 cont=0 END1:100 D0"));
+  v.push_back(kept(
+      "pv_two_preview_chunks_upper",
+      rm("upper", P10,
+         chunk(b.substr(0, 4)) + chunk(b.substr(4, 6)) + "0\r\n\r\n" + chunked(b.substr(10), 30)),
+      {E100(), Eres(res, upper(b))}, "H(upper) END5:10 END1:100 D0"));
   for (const char *last :
        {"0;ieof", "0; foo=bar; ieof", "0 ; ieof", "0;ieof;x=\"a;b\"", "0; x=\"q\\\"uote\"; ieof"}) {
-    v.push_back({std::string("pv_ieof_spelling_") + std::to_string(v.size()),
-                 rm("upper", "Preview: 100\r\n", chunked(b, 50, last)),
-                 {Eres(res, upper(b))},
-                 0,
-                 false,
-                 "H(upper) END3:100 D0"});
+    v.push_back(kept(std::string("pv_ieof_spelling_") + std::to_string(v.size()),
+                     rm("upper", "Preview: 100\r\n", chunked(b, 50, last)), {Eres(res, upper(b))},
+                     "H(upper) END3:100 D0"));
   }
-  v.push_back({"pv_ieofx_is_not_ieof",
-               rm("upper", "Preview: 100\r\n", chunked(b, 50, "0; ieofx") + "0\r\n\r\n"),
-               {E100(), Eres(res, upper(b))},
-               0,
-               false,
-               "H(upper) END5:100 END1:100 D0"});
-  v.push_back({"pv_ieof_value_is_not_ieof",
-               rm("upper", "Preview: 100\r\n", chunked(b, 50, "0; foo=ieof") + "0\r\n\r\n"),
-               {E100(), Eres(res, upper(b))},
-               0,
-               false,
-               "H(upper) END5:100 END1:100 D0"});
+  v.push_back(kept("pv_ieofx_is_not_ieof",
+                   rm("upper", "Preview: 100\r\n", chunked(b, 50, "0; ieofx") + "0\r\n\r\n"),
+                   {E100(), Eres(res, upper(b))}, "H(upper) END5:100 END1:100 D0"));
+  v.push_back(kept("pv_ieof_value_is_not_ieof",
+                   rm("upper", "Preview: 100\r\n", chunked(b, 50, "0; foo=ieof") + "0\r\n\r\n"),
+                   {E100(), Eres(res, upper(b))}, "H(upper) END5:100 END1:100 D0"));
   {
     Exp e206;
     e206.status = 206;
@@ -1060,31 +801,20 @@ void add_previews(std::vector<Case> &v) {
     e206.enc = "res-hdr=0, res-body=" + std::to_string(res.size());
     e206.body = "X-";
     e206.ext = "use-original-body=0";
-    v.push_back({"pv10_s206_use_original_body",
-                 rm("s206", P10 + "Allow: 204, 206\r\n", preview_body(b, 10, false)) + next_echo(),
-                 {e206, E204()},
-                 0,
-                 false,
-                 "H(s206) D0 H(echo) D0"});
-    v.push_back({"s206_no_preview_body_discarded",
-                 rm("s206", "Allow: 206\r\n", chunked(b, 10)) + next_echo(),
-                 {e206, E204()},
-                 0,
-                 false,
-                 "H(s206) D0 H(echo) D0"});
-    v.push_back({"pv10_s206_not_allowed_falls_back_204",
-                 rm("s206", P10, preview_body(b, 10, false)) + next_echo(),
-                 {E204(), E204()},
-                 0,
-                 false,
-                 "H(s206) sh=-1 na=0 D0 H(echo) D0"});
+    v.push_back(
+        kept("pv10_s206_use_original_body",
+             rm("s206", P10 + "Allow: 204, 206\r\n", preview_body(b, 10, false)) + next_echo(),
+             {e206, E204()}, "H(s206) D0 H(echo) D0"));
+    v.push_back(kept("s206_no_preview_body_discarded",
+                     rm("s206", "Allow: 206\r\n", chunked(b, 10)) + next_echo(), {e206, E204()},
+                     "H(s206) D0 H(echo) D0"));
+    v.push_back(kept("pv10_s206_not_allowed_falls_back_204",
+                     rm("s206", P10, preview_body(b, 10, false)) + next_echo(), {E204(), E204()},
+                     "H(s206) sh=-1 na=0 D0 H(echo) D0"));
   }
-  v.push_back({"pv10_reqmod_upper",
-               reqmod("upper", P10, req_post(100), true, preview_body(b, 10, true, 5)).str(),
-               {E100(), Ereq(req_post(100), upper(b))},
-               0,
-               false,
-               "H(upper) END5:10 END1:100 D0"});
+  v.push_back(kept("pv10_reqmod_upper",
+                   reqmod("upper", P10, req_post(100), true, preview_body(b, 10, true, 5)).str(),
+                   {E100(), Ereq(req_post(100), upper(b))}, "H(upper) END5:10 END1:100 D0"));
 }
 
 std::vector<Case> all_cases() {

@@ -175,7 +175,7 @@ write_squid_conf() {  # write_squid_conf HTTP_PORT
         echo "max_filedescriptors 4096"
         # 93,3 (ICAP client) records OPTIONS results and every new ICAP
         # connection; the checks below rely on those lines.
-        echo "debug_options ALL,1 93,3"
+        echo "debug_options ${SQUID_E2E_DEBUG:-ALL,1 93,3}"
         echo "icap_preview_enable $PREVIEW_ENABLE"
         echo "icap_preview_size $PREVIEW"
         echo "icap_connect_timeout 10 seconds"

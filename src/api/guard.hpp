@@ -64,6 +64,17 @@ void guard_void(F &&f) noexcept {
   guard_void(std::forward<F>(f), [](int) {});
 }
 
+// The body of an icap_*_new(T **out) function: `*out` gets a new T, and is
+// left as it was when the allocation fails.
+template <class T>
+int new_object(T **out) noexcept {
+  if (!out) return ICAP_EINVAL;
+  return guard([&] {
+    *out = new T();
+    return 0;
+  });
+}
+
 }  // namespace icap::detail
 
 #endif

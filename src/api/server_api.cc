@@ -48,12 +48,8 @@ std::string default_istag(const std::string &name) {
 extern "C" {
 
 int icap_server_new(icap_server **out) {
-  if (!out) return ICAP_EINVAL;
-  *out = nullptr;
-  return guard([&] {
-    *out = new icap_server();
-    return 0;
-  });
+  if (out) *out = nullptr;
+  return icap::detail::new_object(out);
 }
 
 void icap_server_free(icap_server *srv) {

@@ -49,13 +49,7 @@ const char *established_field(const icap_request *req,
 
 extern "C" {
 
-int icap_tls_config_new(icap_tls_config **out) {
-  if (!out) return ICAP_EINVAL;
-  return guard([&] {
-    *out = new icap_tls_config();
-    return 0;
-  });
-}
+int icap_tls_config_new(icap_tls_config **out) { return icap::detail::new_object(out); }
 
 void icap_tls_config_free(icap_tls_config *cfg) {
   if (cfg) cfg->unref();

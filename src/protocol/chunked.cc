@@ -195,29 +195,21 @@ ChunkDecoder::Event ChunkDecoder::next(const char *p, size_t n, size_t *used, co
         return kData;
       }
       case kDataCR:
+      case kDataLF: {
+        // The CRLF after a chunk's data, one byte at a time.
         if (i == n) {
           *used = i;
           return kNeedMore;
         }
-        if (p[i] != '\r') {
+        bool cr = state_ == kDataCR;
+        if (p[i] != (cr ? '\r' : '\n')) {
           *used = i;
-          return fail("chunk data longer than its size");
+          return fail(cr ? "chunk data longer than its size" : "missing LF after chunk data");
         }
         i++;
-        state_ = kDataLF;
+        state_ = cr ? kDataLF : kSizeLine;
         continue;
-      case kDataLF:
-        if (i == n) {
-          *used = i;
-          return kNeedMore;
-        }
-        if (p[i] != '\n') {
-          *used = i;
-          return fail("missing LF after chunk data");
-        }
-        i++;
-        state_ = kSizeLine;
-        continue;
+      }
     }
   }
 }

@@ -21,13 +21,6 @@
 
 namespace {
 
-// The value of a response header, or "" when it is absent.
-template <class R>
-std::string hv(const R &r, const char *name) {
-  const std::string *v = r.header(name);
-  return v ? *v : std::string();
-}
-
 using itest::Client;
 using itest::ms;
 using itest::Response;
@@ -353,8 +346,8 @@ TEST(OomSetters, EnomemLeavesTheObjectUnchanged) {
   ASSERT_TRUE(c.send_all(itest::options_request("other")));
   Response r = c.read_response();
   ASSERT_TRUE(r.ok) << r.error;
-  EXPECT_EQ(hv(r, "Server").rfind("libicap/", 0), 0u);
-  EXPECT_EQ(hv(r, "Transfer-Preview"), "*");
+  EXPECT_EQ(r.value("Server", "").rfind("libicap/", 0), 0u);
+  EXPECT_EQ(r.value("Transfer-Preview", ""), "*");
   EXPECT_FALSE((r.header("Transfer-Ignore") != nullptr));
   EXPECT_FALSE((r.header("X-Long") != nullptr));
 }

@@ -15,20 +15,16 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../integration/harness.hpp"
 
 namespace {
-
-// The value of a response header, or "" when it is absent.
-template <class R>
-std::string hv(const R &r, const char *name) {
-  const std::string *v = r.header(name);
-  return v ? *v : std::string();
-}
 
 using itest::ms;
 
@@ -46,6 +42,9 @@ bool have_certs() {
 
 #define REQUIRE_CERTS() \
   if (!have_certs()) GTEST_SKIP() << "no test certificates: run through ctest (fixture tls.certs)"
+
+// An OPTIONS request for "svc" on a plain or a TLS connection.
+const char kOptionsSvc[] = "OPTIONS icap://127.0.0.1/svc ICAP/1.0\r\nHost: x\r\n\r\n";
 
 // A blocking TLS client with 10 s socket timeouts on every call.
 class TlsClient {
@@ -137,6 +136,16 @@ class TlsClient {
     return n <= 0 && SSL_get_error(ssl_, n) != SSL_ERROR_WANT_READ;
   }
 
+  // True when the server refuses this client on `port`: the handshake
+  // fails or, since TLS 1.3 finishes the client's side before the server
+  // has judged the certificate, the refusal arrives as an alert on the
+  // first read after a request.
+  bool refused_on(int port) {
+    if (!connect(port)) return true;
+    SSL_write(ssl_, kOptionsSvc, static_cast<int>(strlen(kOptionsSvc)));
+    return refused();
+  }
+
   bool close_notify_received() {
     char buf[256];
     int n = SSL_read(ssl_, buf, sizeof buf);
@@ -161,12 +170,12 @@ class TlsClient {
 // OPTIONS answers with what the handler saw of the connection's TLS.
 int options_handler(icap_request *req, void *) {
   icap_request_set_icap_header(req, "X-TLS", icap_request_is_tls(req) ? "yes" : "no");
-  if (*icap_request_tls_version(req))
-    icap_request_set_icap_header(req, "X-TLS-Version", icap_request_tls_version(req));
-  if (*icap_request_tls_cipher(req))
-    icap_request_set_icap_header(req, "X-TLS-Cipher", icap_request_tls_cipher(req));
-  if (*icap_request_tls_peer_subject(req))
-    icap_request_set_icap_header(req, "X-TLS-Subject", icap_request_tls_peer_subject(req));
+  const std::pair<const char *, const char *> seen[] = {
+      {"X-TLS-Version", icap_request_tls_version(req)},
+      {"X-TLS-Cipher", icap_request_tls_cipher(req)},
+      {"X-TLS-Subject", icap_request_tls_peer_subject(req)}};
+  for (const auto &h : seen)
+    if (*h.second) icap_request_set_icap_header(req, h.first, h.second);
   return icap_request_send_headers(req, 0);
 }
 
@@ -174,10 +183,16 @@ struct Cfg {
   icap_tls_config *cfg = nullptr;
   Cfg(const char *cert = "server.pem", const char *key = "server.key") {
     EXPECT_EQ(icap_tls_config_new(&cfg), 0);
-    EXPECT_EQ(icap_tls_config_set_cert_file(cfg, cert_path(cert).c_str()), 0);
-    EXPECT_EQ(icap_tls_config_set_key_file(cfg, cert_path(key).c_str(), nullptr), 0);
+    EXPECT_EQ(use(cert, key), 0);
   }
   ~Cfg() { icap_tls_config_free(cfg); }
+  // Sets the certificate and key files (both calls are made): 0, or the
+  // first failing call's code.
+  int use(const std::string &cert, const std::string &key) {
+    int rc = icap_tls_config_set_cert_file(cfg, cert_path(cert).c_str());
+    int key_rc = icap_tls_config_set_key_file(cfg, cert_path(key).c_str(), nullptr);
+    return rc ? rc : key_rc;
+  }
   std::string error() {
     char buf[512];
     icap_tls_config_error(cfg, buf, sizeof buf);
@@ -213,14 +228,40 @@ struct TlsServer {
   }
 };
 
-TEST(Tls, OptionsOverTlsAndPlainSideBySide) {
-  REQUIRE_CERTS();
-  Cfg c;
+// Every test of the suite: certificates (or the test is skipped), a
+// configuration `c` with the server's pair and a server `s`, which start()
+// starts once the test has configured both.
+class Tls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    REQUIRE_CERTS();
+    c.emplace();
+  }
+  bool start(unsigned workers = 2) { return s.start(c->cfg, workers); }
+  // Asks for client certificates (`mode`) checked against ca.pem.
+  int verify_clients(icap_tls_verify mode) {
+    return icap_tls_config_set_verify_client(c->cfg, mode, cert_path("ca.pem").c_str(), nullptr);
+  }
+  // A plain TCP client on the TLS port sends `bytes` (when there are any):
+  // success when the server then closes that connection within 10 s.
+  ::testing::AssertionResult plain_client_closed(const std::string &bytes) {
+    itest::Client plain;
+    if (plain.connect(s.tls_port) != 0) return ::testing::AssertionFailure() << "connect failed";
+    if (!bytes.empty() && !plain.send_all(bytes))
+      return ::testing::AssertionFailure() << "send failed";
+    if (!plain.wait_closed(ms(10000))) return ::testing::AssertionFailure() << "not closed";
+    return ::testing::AssertionSuccess();
+  }
+
+  std::optional<Cfg> c;
   TlsServer s;
-  ASSERT_TRUE(s.start(c.cfg));
+  std::string head;  // an OPTIONS answer's head
+};
+
+TEST_F(Tls, OptionsOverTlsAndPlainSideBySide) {
+  ASSERT_TRUE(start());
   TlsClient t;
   ASSERT_TRUE(t.connect(s.tls_port)) << t.error();
-  std::string head;
   ASSERT_TRUE(t.options("svc", &head)) << t.error();
   EXPECT_EQ(head.rfind("ICAP/1.0 200", 0), 0u) << head;
   EXPECT_NE(head.find("X-TLS: yes"), std::string::npos) << head;
@@ -233,18 +274,15 @@ TEST(Tls, OptionsOverTlsAndPlainSideBySide) {
 
   itest::Client plain;
   ASSERT_EQ(plain.connect(s.plain_port), 0);
-  ASSERT_TRUE(plain.send_all("OPTIONS icap://127.0.0.1/svc ICAP/1.0\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(plain.send_all(kOptionsSvc));
   itest::Response r = plain.read_response();
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(r.code, 200);
-  EXPECT_EQ(hv(r, "X-TLS"), "no");
+  EXPECT_EQ(r.value("X-TLS", ""), "no");
 }
 
-TEST(Tls, CleanCloseSendsCloseNotify) {
-  REQUIRE_CERTS();
-  Cfg c;
-  TlsServer s;
-  ASSERT_TRUE(s.start(c.cfg));
+TEST_F(Tls, CleanCloseSendsCloseNotify) {
+  ASSERT_TRUE(start());
   TlsClient t;
   ASSERT_TRUE(t.connect(s.tls_port)) << t.error();
   std::string req = "OPTIONS icap://127.0.0.1/svc ICAP/1.0\r\nHost: x\r\nConnection: close\r\n\r\n";
@@ -257,17 +295,11 @@ TEST(Tls, CleanCloseSendsCloseNotify) {
   EXPECT_EQ(SSL_get_error(t.ssl(), n), SSL_ERROR_ZERO_RETURN) << "no close_notify";
 }
 
-TEST(Tls, MutualTlsAcceptsTheRightCertificateAndShowsItsSubject) {
-  REQUIRE_CERTS();
-  Cfg c;
-  ASSERT_EQ(icap_tls_config_set_verify_client(c.cfg, ICAP_TLS_VERIFY_REQUIRED,
-                                              cert_path("ca.pem").c_str(), nullptr),
-            0);
-  TlsServer s;
-  ASSERT_TRUE(s.start(c.cfg));
+TEST_F(Tls, MutualTlsAcceptsTheRightCertificateAndShowsItsSubject) {
+  ASSERT_EQ(verify_clients(ICAP_TLS_VERIFY_REQUIRED), 0);
+  ASSERT_TRUE(start());
   TlsClient t({true, "client.pem", "client.key"});
   ASSERT_TRUE(t.connect(s.tls_port)) << t.error();
-  std::string head;
   ASSERT_TRUE(t.options("svc", &head)) << t.error() << s.server.logs_text();
   EXPECT_NE(head.find("X-TLS-Subject: O=libicap test,CN=proxy1"), std::string::npos) << head;
 }
@@ -278,31 +310,19 @@ struct Refusal {
   const char *reason;  // in the server's log line
 };
 
-class TlsRefusal : public ::testing::TestWithParam<Refusal> {};
+class TlsRefusal : public Tls, public ::testing::WithParamInterface<Refusal> {};
 
 TEST_P(TlsRefusal, ClosesThatConnectionWithTheReasonAndServesOthers) {
-  REQUIRE_CERTS();
   const Refusal &p = GetParam();
-  Cfg c;
-  ASSERT_EQ(icap_tls_config_set_verify_client(c.cfg, ICAP_TLS_VERIFY_REQUIRED,
-                                              cert_path("ca.pem").c_str(), nullptr),
-            0);
-  TlsServer s;
-  ASSERT_TRUE(s.start(c.cfg));
+  ASSERT_EQ(verify_clients(ICAP_TLS_VERIFY_REQUIRED), 0);
+  ASSERT_TRUE(start());
   // A good client is connected before and stays usable after.
   TlsClient good({true, "client.pem", "client.key"});
   ASSERT_TRUE(good.connect(s.tls_port)) << good.error();
-  std::string head;
   ASSERT_TRUE(good.options("svc", &head));
 
   TlsClient bad({true, p.cert ? p.cert : "", p.key ? p.key : ""});
-  // TLS 1.3 finishes the client's side before the server has judged the
-  // certificate: the refusal arrives as an alert on the first read.
-  if (bad.connect(s.tls_port)) {
-    std::string req = "OPTIONS icap://127.0.0.1/svc ICAP/1.0\r\nHost: x\r\n\r\n";
-    SSL_write(bad.ssl(), req.data(), static_cast<int>(req.size()));
-    EXPECT_TRUE(bad.refused());
-  }
+  EXPECT_TRUE(bad.refused_on(s.tls_port));
   EXPECT_TRUE(s.logged(p.reason)) << s.server.logs_text();
   EXPECT_TRUE(s.logged("TLS connection from 127.0.0.1:")) << s.server.logs_text();
   ASSERT_TRUE(good.options("svc", &head)) << good.error();
@@ -318,95 +338,64 @@ INSTANTIATE_TEST_SUITE_P(
                               "certificate refused: certificate has expired"}),
     [](const ::testing::TestParamInfo<Refusal> &i) { return std::string(i.param.name); });
 
-TEST(Tls, OptionalVerificationLetsAClientWithoutCertificateIn) {
-  REQUIRE_CERTS();
-  Cfg c;
-  ASSERT_EQ(icap_tls_config_set_verify_client(c.cfg, ICAP_TLS_VERIFY_OPTIONAL,
-                                              cert_path("ca.pem").c_str(), nullptr),
-            0);
-  TlsServer s;
-  ASSERT_TRUE(s.start(c.cfg));
+TEST_F(Tls, OptionalVerificationLetsAClientWithoutCertificateIn) {
+  ASSERT_EQ(verify_clients(ICAP_TLS_VERIFY_OPTIONAL), 0);
+  ASSERT_TRUE(start());
   TlsClient t;
   ASSERT_TRUE(t.connect(s.tls_port)) << t.error();
-  std::string head;
   ASSERT_TRUE(t.options("svc", &head)) << t.error();
   EXPECT_EQ(head.find("X-TLS-Subject"), std::string::npos);
   TlsClient wrong({true, "client-other.pem", "client-other.key"});
-  if (wrong.connect(s.tls_port)) {
-    std::string req = "OPTIONS icap://127.0.0.1/svc ICAP/1.0\r\nHost: x\r\n\r\n";
-    SSL_write(wrong.ssl(), req.data(), static_cast<int>(req.size()));
-    EXPECT_TRUE(wrong.refused());
-  }
+  EXPECT_TRUE(wrong.refused_on(s.tls_port));
   EXPECT_TRUE(s.logged("unable to get local issuer certificate")) << s.server.logs_text();
 }
 
-TEST(Tls, PlainIcapOnTheTlsPortIsClosedWithAReason) {
-  REQUIRE_CERTS();
-  Cfg c;
-  TlsServer s;
-  ASSERT_TRUE(s.start(c.cfg));
-  itest::Client plain;
-  ASSERT_EQ(plain.connect(s.tls_port), 0);
-  ASSERT_TRUE(plain.send_all("OPTIONS icap://127.0.0.1/svc ICAP/1.0\r\nHost: x\r\n\r\n"));
-  EXPECT_TRUE(plain.wait_closed(ms(10000)));
+TEST_F(Tls, PlainIcapOnTheTlsPortIsClosedWithAReason) {
+  ASSERT_TRUE(start());
+  EXPECT_TRUE(plain_client_closed(kOptionsSvc));
   EXPECT_TRUE(s.logged("plain text to a TLS port")) << s.server.logs_text();
   TlsClient t;
   ASSERT_TRUE(t.connect(s.tls_port)) << t.error();
 }
 
-TEST(Tls, StalledHandshakeEndsAtTheReadTimeout) {
-  REQUIRE_CERTS();
-  Cfg c;
-  TlsServer s;
+TEST_F(Tls, StalledHandshakeEndsAtTheReadTimeout) {
   s.server.set_limit(ICAP_LIMIT_READ_TIMEOUT_MS, 300);
-  ASSERT_TRUE(s.start(c.cfg));
-  itest::Client stall;
-  ASSERT_EQ(stall.connect(s.tls_port), 0);
+  ASSERT_TRUE(start());
   // The start of a ClientHello record, then nothing.
-  ASSERT_TRUE(stall.send_all(std::string("\x16\x03\x01\x01\x00\x01", 6)));
-  EXPECT_TRUE(stall.wait_closed(ms(10000)));
+  EXPECT_TRUE(plain_client_closed(std::string("\x16\x03\x01\x01\x00\x01", 6)));
   EXPECT_TRUE(s.logged("handshake not completed within 300 ms")) << s.server.logs_text();
   // A client that connects and sends nothing at all is bounded the same way.
-  itest::Client silent;
-  ASSERT_EQ(silent.connect(s.tls_port), 0);
-  EXPECT_TRUE(silent.wait_closed(ms(10000)));
+  EXPECT_TRUE(plain_client_closed(""));
 }
 
-TEST(Tls, BadFilesFailListenWithAReason) {
-  REQUIRE_CERTS();
-  {
-    Cfg c("missing.pem", "server.key");
+TEST_F(Tls, BadFilesFailListenWithAReason) {
+  struct BadPair {
+    const char *cert, *key;
+    const char *reason;  // in the configuration's error
+  };
+  for (const BadPair &b : {BadPair{"missing.pem", "server.key", "missing.pem"},
+                           BadPair{"server.pem", "server2.key", "key values mismatch"}}) {
+    SCOPED_TRACE(std::string(b.cert) + " " + b.key);
+    Cfg bad(b.cert, b.key);
     itest::TestServer srv;
-    EXPECT_EQ(icap_server_listen_tls(srv.srv(), "127.0.0.1", 0, c.cfg), ICAP_EINVAL);
-    EXPECT_NE(c.error().find("missing.pem"), std::string::npos) << c.error();
+    EXPECT_EQ(icap_server_listen_tls(srv.srv(), "127.0.0.1", 0, bad.cfg), ICAP_EINVAL);
+    EXPECT_NE(bad.error().find(b.reason), std::string::npos) << bad.error();
   }
   {
-    Cfg c("server.pem", "server2.key");
-    itest::TestServer srv;
-    EXPECT_EQ(icap_server_listen_tls(srv.srv(), "127.0.0.1", 0, c.cfg), ICAP_EINVAL);
-    EXPECT_NE(c.error().find("key values mismatch"), std::string::npos) << c.error();
+    Cfg expired("server-expired.pem", "server-expired.key");
+    EXPECT_EQ(icap_tls_config_reload(expired.cfg), ICAP_EINVAL);
+    EXPECT_NE(expired.error().find("has expired"), std::string::npos) << expired.error();
   }
-  {
-    Cfg c("server-expired.pem", "server-expired.key");
-    EXPECT_EQ(icap_tls_config_reload(c.cfg), ICAP_EINVAL);
-    EXPECT_NE(c.error().find("has expired"), std::string::npos) << c.error();
-  }
-  {
-    Cfg c;
-    EXPECT_EQ(icap_tls_config_set_ciphers(c.cfg, "NO-SUCH-CIPHER", nullptr), 0);
-    EXPECT_EQ(icap_tls_config_reload(c.cfg), ICAP_EINVAL);
-    EXPECT_NE(c.error().find("cipher list"), std::string::npos) << c.error();
-    EXPECT_EQ(icap_tls_config_set_verify_client(c.cfg, ICAP_TLS_VERIFY_REQUIRED, nullptr, nullptr),
-              ICAP_EINVAL);
-  }
+  EXPECT_EQ(icap_tls_config_set_ciphers(c->cfg, "NO-SUCH-CIPHER", nullptr), 0);
+  EXPECT_EQ(icap_tls_config_reload(c->cfg), ICAP_EINVAL);
+  EXPECT_NE(c->error().find("cipher list"), std::string::npos) << c->error();
+  EXPECT_EQ(icap_tls_config_set_verify_client(c->cfg, ICAP_TLS_VERIFY_REQUIRED, nullptr, nullptr),
+            ICAP_EINVAL);
 }
 
-TEST(Tls, MinimumVersionIsEnforced) {
-  REQUIRE_CERTS();
-  Cfg c;
-  ASSERT_EQ(icap_tls_config_set_min_version(c.cfg, ICAP_TLS_1_3), 0);
-  TlsServer s;
-  ASSERT_TRUE(s.start(c.cfg));
+TEST_F(Tls, MinimumVersionIsEnforced) {
+  ASSERT_EQ(icap_tls_config_set_min_version(c->cfg, ICAP_TLS_1_3), 0);
+  ASSERT_TRUE(start());
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
   SSL *ssl = SSL_new(ctx);
@@ -420,28 +409,23 @@ TEST(Tls, MinimumVersionIsEnforced) {
   EXPECT_TRUE(s.logged("unsupported protocol")) << s.server.logs_text();
 }
 
-TEST(Tls, ReloadChangesNewHandshakesOnlyAndAFailedReloadChangesNothing) {
-  REQUIRE_CERTS();
-  Cfg c;
-  TlsServer s;
-  ASSERT_TRUE(s.start(c.cfg));
+TEST_F(Tls, ReloadChangesNewHandshakesOnlyAndAFailedReloadChangesNothing) {
+  ASSERT_TRUE(start());
   TlsClient before;
   ASSERT_TRUE(before.connect(s.tls_port)) << before.error();
   std::string old_serial = before.server_serial();
 
-  ASSERT_EQ(icap_tls_config_set_cert_file(c.cfg, cert_path("server2.pem").c_str()), 0);
-  ASSERT_EQ(icap_tls_config_set_key_file(c.cfg, cert_path("server2.key").c_str(), nullptr), 0);
-  ASSERT_EQ(icap_tls_config_reload(c.cfg), 0) << c.error();
+  ASSERT_EQ(c->use("server2.pem", "server2.key"), 0);
+  ASSERT_EQ(icap_tls_config_reload(c->cfg), 0) << c->error();
   TlsClient after;
   ASSERT_TRUE(after.connect(s.tls_port)) << after.error();
   EXPECT_NE(after.server_serial(), old_serial);
-  std::string head;
   ASSERT_TRUE(before.options("svc", &head)) << before.error();  // still served
   EXPECT_EQ(before.server_serial(), old_serial);
 
   // A reload that fails keeps the pair in use.
-  ASSERT_EQ(icap_tls_config_set_cert_file(c.cfg, cert_path("missing.pem").c_str()), 0);
-  EXPECT_EQ(icap_tls_config_reload(c.cfg), ICAP_EINVAL);
+  ASSERT_EQ(icap_tls_config_set_cert_file(c->cfg, cert_path("missing.pem").c_str()), 0);
+  EXPECT_EQ(icap_tls_config_reload(c->cfg), ICAP_EINVAL);
   TlsClient third;
   ASSERT_TRUE(third.connect(s.tls_port)) << third.error();
   EXPECT_EQ(third.server_serial(), after.server_serial());
@@ -450,11 +434,8 @@ TEST(Tls, ReloadChangesNewHandshakesOnlyAndAFailedReloadChangesNothing) {
 // Clients on several threads, each doing new connections and keep-alive
 // requests, while the main thread reloads the pair again and again: no
 // transaction fails. Also the multi-worker TLS test for TSan.
-TEST(Tls, ReloadUnderLoadWithSeveralWorkersFailsNoTransaction) {
-  REQUIRE_CERTS();
-  Cfg c;
-  TlsServer s;
-  ASSERT_TRUE(s.start(c.cfg, 4));
+TEST_F(Tls, ReloadUnderLoadWithSeveralWorkersFailsNoTransaction) {
+  ASSERT_TRUE(start(4));
   std::atomic<int> ok{0}, failed{0};
   std::vector<std::thread> clients;
   constexpr int kThreads = 6, kConnections = 15, kRequests = 3;
@@ -467,8 +448,8 @@ TEST(Tls, ReloadUnderLoadWithSeveralWorkersFailsNoTransaction) {
           continue;
         }
         for (int r = 0; r < kRequests; r++) {
-          std::string head;
-          if (cl.options("svc", &head) && head.rfind("ICAP/1.0 200", 0) == 0)
+          std::string answer;
+          if (cl.options("svc", &answer) && answer.rfind("ICAP/1.0 200", 0) == 0)
             ok++;
           else
             failed++;
@@ -478,9 +459,8 @@ TEST(Tls, ReloadUnderLoadWithSeveralWorkersFailsNoTransaction) {
   }
   for (int i = 0; i < 20; i++) {
     std::string name = i % 2 ? "server" : "server2";
-    icap_tls_config_set_cert_file(c.cfg, cert_path(name + ".pem").c_str());
-    icap_tls_config_set_key_file(c.cfg, cert_path(name + ".key").c_str(), nullptr);
-    EXPECT_EQ(icap_tls_config_reload(c.cfg), 0) << c.error();
+    c->use(name + ".pem", name + ".key");
+    EXPECT_EQ(icap_tls_config_reload(c->cfg), 0) << c->error();
     std::this_thread::sleep_for(ms(20));
   }
   for (auto &t : clients) t.join();
